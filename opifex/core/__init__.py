@@ -1,0 +1,1 @@
+"""Mechanism: the training engine, configs, losses and physics math."""

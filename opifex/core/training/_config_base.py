@@ -1,0 +1,106 @@
+"""Shared machinery for Opifex's frozen config dataclasses: validators and dict/YAML/JSON I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import yaml
+
+
+def _fail(cls: str, field: str, msg: str) -> None:
+    raise ValueError(f"{cls}.{field}: {msg}")
+
+
+def _check_choice(cls: str, field: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(cls, field, f"got {value!r}; accepted values are {', '.join(map(repr, choices))}")
+
+
+def _check_int(cls: str, field: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = " or None" if optional else ""
+        _fail(cls, field, f"must be an integer >= {minimum}{extra}, got {value!r}")
+
+
+def _check_float(
+    cls: str,
+    field: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    optional: bool = False,
+) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        _fail(cls, field, f"must be a finite number, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        _fail(cls, field, f"must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and value > high:
+        _fail(cls, field, f"must be <= {high}, got {value!r}")
+
+
+class _ConfigBase:
+    """Shared dict / JSON / YAML conversion for the config dataclasses."""
+
+    _nested: ClassVar[dict[str, type]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, _ConfigBase) or dataclasses.is_dataclass(value):
+                value = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown field(s) {unknown}; valid fields are {sorted(names)}"
+            )
+        kwargs = dict(data)
+        for name, sub in cls._nested.items():
+            if isinstance(kwargs.get(name), Mapping):
+                kwargs[name] = sub.from_dict(kwargs[name])
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if isinstance(kwargs.get(f.name), list):
+                kwargs[f.name] = tuple(kwargs[f.name])
+        return cls(**kwargs)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
+        path = os.fspath(path)
+        with open(path, "w") as fh:
+            if path.endswith((".yaml", ".yml")):
+                yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+            else:
+                json.dump(self.to_dict(), fh, indent=2)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """Read a config written by :meth:`save` (YAML or JSON, chosen by suffix)."""
+        path = os.fspath(path)
+        with open(path) as fh:
+            data = yaml.safe_load(fh) if path.endswith((".yaml", ".yml")) else json.load(fh)
+        return cls.from_dict(data or {})
+
+    def replace(self, **changes):
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -1,0 +1,124 @@
+"""Orbax checkpoints of a whole training run.
+
+A checkpoint holds the full :class:`~opifex.core.training.engine.TrainState` (parameters,
+model variables, optimizer state, step and epoch counters, PRNG key, loss-weight, sampler and
+recovery state), optionally the best parameters seen so far, and a JSON record of the host
+loop (history, early-stopping bookkeeping). Restoring it and training on gives exactly the
+run that was interrupted.
+
+Layout under the configured directory: ``steps/<epoch>/`` for the periodic and final
+checkpoints (the latest ``max_to_keep`` are kept) and ``best/<epoch>/`` for the one with the
+lowest validation loss.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.random as jr
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+
+def _is_typed_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_raw(tree: PyTree) -> PyTree:
+    """Typed PRNG keys -> their uint32 key data (orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jr.key_data(x) if _is_typed_key(x) else x, tree)
+
+
+def _from_raw(raw: PyTree, like: PyTree) -> PyTree:
+    return jax.tree.map(
+        lambda r, x: jr.wrap_key_data(r, impl=jr.key_impl(x)) if _is_typed_key(x) else r,
+        raw, like,
+    )
+
+
+def _abstract(tree: PyTree) -> PyTree:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_raw(tree))
+
+
+class CheckpointStore:
+    """Periodic/final and best-by-validation checkpoints in one directory.
+
+    Args:
+        directory: root directory (created if needed).
+        max_to_keep: number of periodic checkpoints kept.
+        keep_best: also maintain ``best/`` with the lowest-validation-loss checkpoint.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3,
+                 keep_best: bool = True) -> None:
+        self.directory = os.path.abspath(os.fspath(directory))
+        opts = dict(enable_async_checkpointing=False, create=True)
+        self._steps = ocp.CheckpointManager(
+            os.path.join(self.directory, "steps"),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, **opts),
+        )
+        self._best = (
+            ocp.CheckpointManager(
+                os.path.join(self.directory, "best"),
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts),
+            )
+            if keep_best
+            else None
+        )
+
+    def _manager(self, best: bool) -> ocp.CheckpointManager:
+        if best:
+            if self._best is None:
+                raise ValueError("this checkpoint store keeps no best checkpoint (keep_best=False)")
+            return self._best
+        return self._steps
+
+    def save(self, epoch: int, state: PyTree, meta: dict, *, best_params: PyTree = None,
+             best: bool = False) -> None:
+        """Write a checkpoint labelled ``epoch`` (replacing one with the same label)."""
+        mgr = self._manager(best)
+        if epoch in mgr.all_steps():
+            mgr.delete(epoch)
+        items = {"state": ocp.args.StandardSave(_to_raw(state)),
+                 "meta": ocp.args.JsonSave({**meta, "has_best_params": best_params is not None})}
+        if best_params is not None:
+            items["best_params"] = ocp.args.StandardSave(best_params)
+        mgr.save(epoch, args=ocp.args.Composite(**items))
+        mgr.wait_until_finished()
+
+    def steps(self, *, best: bool = False) -> list[int]:
+        """Epoch labels of the checkpoints present."""
+        return sorted(self._manager(best).all_steps())
+
+    def restore(self, like_state: PyTree, epoch: int | None = None, *, best: bool = False,
+                like_params: PyTree = None) -> tuple[PyTree, dict, PyTree]:
+        """Restore ``(state, meta, best_params)``; ``like_*`` give the tree structure.
+
+        Raises:
+            FileNotFoundError: no checkpoint (or none with that epoch label) exists.
+        """
+        mgr = self._manager(best)
+        available = self.steps(best=best)
+        if not available:
+            raise FileNotFoundError(f"no checkpoint found under {mgr.directory}")
+        if epoch is None:
+            epoch = available[-1]
+        if epoch not in available:
+            raise FileNotFoundError(
+                f"no checkpoint for epoch {epoch} under {mgr.directory}; available: {available}"
+            )
+        meta = mgr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        items = {"state": ocp.args.StandardRestore(_abstract(like_state))}
+        if meta.get("has_best_params") and like_params is not None:
+            items["best_params"] = ocp.args.StandardRestore(_abstract(like_params))
+        out = mgr.restore(epoch, args=ocp.args.Composite(**items))
+        state = _from_raw(out["state"], like_state)
+        return state, meta, out.get("best_params") if "best_params" in items else None
+
+    def close(self) -> None:
+        self._steps.close()
+        if self._best is not None:
+            self._best.close()

@@ -1,0 +1,307 @@
+"""Training configuration.
+
+All configs are frozen, keyword-only dataclasses that validate themselves in
+``__post_init__``; a bad value fails at construction with a message that names the field
+and what to change. ``TrainingConfig.learning_rate`` is the one source of truth for the
+base learning rate; the optimizer sub-config only says *how* it is used (schedule,
+warmup, decay).
+
+Example:
+    >>> from opifex.core.training.config import TrainingConfig
+    >>> cfg = TrainingConfig(num_epochs=10, batch_size=8, learning_rate=1e-3)
+    >>> TrainingConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, ClassVar
+
+from opifex.core.training import physics_configs as _pc
+from opifex.core.training._config_base import (
+    _check_choice,
+    _check_float,
+    _check_int,
+    _ConfigBase,
+    _fail,
+)
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "adafactor", "lbfgs")
+SCHEDULES = ("constant", "cosine", "exponential", "linear", "step", "multistep")
+LOSSES = ("mse", "mae", "relative_l2")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimizerConfig(_ConfigBase):
+    """How gradients become updates. The base learning rate is ``TrainingConfig.learning_rate``.
+
+    Attributes:
+        name: one of ``adam, adamw, sgd, rmsprop, adagrad, lion, adafactor, lbfgs``.
+        schedule: learning-rate schedule, one of ``constant, cosine, exponential, linear, step,
+            multistep``. The schedule *is* the optimizer's learning rate (never a gradient
+            pre-scale, which Adam would normalise away).
+        warmup_steps: linear warm-up from 0 to the base rate before the schedule starts.
+        decay_steps: length of the decay after warm-up; ``None`` means the rest of the run.
+        cosine_alpha: final rate of ``cosine`` as a fraction of the base rate.
+        decay_rate: ``exponential``: the rate is multiplied by this every ``decay_steps``.
+        end_factor: ``linear``: final rate as a fraction of the base rate.
+        step_size, gamma: ``step``: multiply by ``gamma`` every ``step_size`` steps.
+        milestones: ``multistep``: steps (after warm-up) at which the rate is multiplied by
+            ``gamma``.
+        weight_decay: decoupled for adamw, lion and adafactor; added to the gradient (L2) for
+            the others.
+        momentum, nesterov: SGD and RMSprop momentum.
+        b1, b2, eps: Adam-family moments and epsilon.
+        clip_norm: clip gradients by global norm before the optimizer.
+        clip_value: clip each gradient entry to ``[-clip_value, clip_value]``.
+        gradient_accumulation_steps: average gradients over this many minibatches before one
+            optimizer update (``optax.MultiSteps``).
+        lbfgs_memory_size: history length of L-BFGS (which uses a zoom line search; its
+            learning rate scales the search direction, 1.0 is the usual choice).
+    """
+
+    name: str = "adam"
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_steps: int | None = None
+    cosine_alpha: float = 0.0
+    decay_rate: float = 0.1
+    end_factor: float = 0.0
+    step_size: int | None = None
+    gamma: float = 0.1
+    milestones: tuple[int, ...] = ()
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    gradient_accumulation_steps: int = 1
+    lbfgs_memory_size: int = 10
+
+    def __post_init__(self) -> None:
+        c = "OptimizerConfig"
+        _check_choice(c, "name", self.name, OPTIMIZERS)
+        _check_choice(c, "schedule", self.schedule, SCHEDULES)
+        _check_int(c, "warmup_steps", self.warmup_steps, 0)
+        _check_int(c, "decay_steps", self.decay_steps, 1, optional=True)
+        _check_float(c, "cosine_alpha", self.cosine_alpha, low=0.0, high=1.0)
+        _check_float(c, "decay_rate", self.decay_rate, low=0.0, high=1.0, low_open=True)
+        _check_float(c, "end_factor", self.end_factor, low=0.0)
+        _check_int(c, "step_size", self.step_size, 1, optional=True)
+        _check_float(c, "gamma", self.gamma, low=0.0, low_open=True)
+        if not isinstance(self.milestones, tuple) or any(
+            isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.milestones
+        ):
+            _fail(c, "milestones", f"must be a tuple of positive step counts, got {self.milestones!r}")
+        if list(self.milestones) != sorted(set(self.milestones)):
+            _fail(c, "milestones", f"must be strictly increasing, got {self.milestones!r}")
+        if self.schedule == "step" and self.step_size is None:
+            _fail(c, "step_size", "is required when schedule='step' (e.g. step_size=1000)")
+        if self.schedule != "step" and self.step_size is not None:
+            _fail(c, "step_size", f"is only used by schedule='step', not {self.schedule!r}")
+        if self.schedule == "multistep" and not self.milestones:
+            _fail(c, "milestones", "is required when schedule='multistep' (e.g. (1000, 2000))")
+        if self.schedule != "multistep" and self.milestones:
+            _fail(c, "milestones", f"is only used by schedule='multistep', not {self.schedule!r}")
+        _check_float(c, "weight_decay", self.weight_decay, low=0.0)
+        _check_float(c, "momentum", self.momentum, low=0.0, high=1.0)
+        if self.nesterov and self.name != "sgd":
+            _fail(c, "nesterov", f"applies to name='sgd' only, not {self.name!r}")
+        _check_float(c, "b1", self.b1, low=0.0, high=1.0)
+        _check_float(c, "b2", self.b2, low=0.0, high=1.0)
+        _check_float(c, "eps", self.eps, low=0.0, low_open=True)
+        _check_float(c, "clip_norm", self.clip_norm, low=0.0, low_open=True, optional=True)
+        _check_float(c, "clip_value", self.clip_value, low=0.0, low_open=True, optional=True)
+        _check_int(c, "gradient_accumulation_steps", self.gradient_accumulation_steps, 1)
+        _check_int(c, "lbfgs_memory_size", self.lbfgs_memory_size, 1)
+        if self.name == "lbfgs":
+            if self.schedule != "constant" or self.warmup_steps:
+                _fail(c, "schedule", "L-BFGS chooses its step by line search; use "
+                      "schedule='constant' and warmup_steps=0 with name='lbfgs'")
+            if self.gradient_accumulation_steps != 1:
+                _fail(c, "gradient_accumulation_steps",
+                      "L-BFGS needs exact full gradients; use 1 with name='lbfgs'")
+            if self.weight_decay:
+                _fail(c, "weight_decay", "is not supported with name='lbfgs'; use 0.0")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LossConfig(_ConfigBase):
+    """Supervised data loss.
+
+    Attributes:
+        loss_type: ``mse`` (mean squared error), ``mae`` (mean absolute error) or
+            ``relative_l2`` (``||pred - y|| / ||y||`` over the batch).
+    """
+
+    loss_type: str = "mse"
+
+    def __post_init__(self) -> None:
+        _check_choice("LossConfig", "loss_type", self.loss_type, LOSSES)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ValidationConfig(_ConfigBase):
+    """What happens at validation epochs (their period is ``TrainingConfig.validation_frequency``).
+
+    Attributes:
+        restore_best: at the end of training (or on early stopping) put the parameters with
+            the best validation loss back into the model.
+        batch_size: evaluate in batches of this size (``None``: the whole set at once).
+    """
+
+    restore_best: bool = False
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("ValidationConfig", "batch_size", self.batch_size, 1, optional=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckpointConfig(_ConfigBase):
+    """Orbax checkpointing. Nothing is written unless a directory is configured.
+
+    Attributes:
+        directory: where checkpoints go (``None``: ``<run_dir>/checkpoints`` if
+            ``TrainingConfig.run_dir`` is set, else no checkpoints).
+        max_to_keep: how many of the latest periodic checkpoints to keep.
+        keep_best: also keep the checkpoint with the lowest validation loss (in ``best/``).
+        save_final: write a checkpoint when training ends.
+    """
+
+    directory: str | None = None
+    max_to_keep: int = 3
+    keep_best: bool = True
+    save_final: bool = True
+
+    def __post_init__(self) -> None:
+        _check_int("CheckpointConfig", "max_to_keep", self.max_to_keep, 1)
+
+
+_PHYSICS_SLOTS: dict[str, tuple[type, str]] = {
+    "conservation_config": (_pc.ConservationConfig, "conservation-law penalty terms"),
+    "multiscale_config": (_pc.MultiScaleConfig, "multi-scale loss weighting"),
+    "boundary_config": (_pc.BoundaryConfig, "boundary-condition enforcement"),
+    "quantum_config": (_pc.QuantumTrainingConfig, "quantum-aware energy/force training"),
+    "dft_config": (_pc.DFTConfig, "the differentiable Kohn-Sham (DFT) loop"),
+    "scf_config": (_pc.SCFConfig, "self-consistent-field convergence control"),
+    "metrics_tracking_config": (_pc.MetricsTrackingConfig, "configurable metrics tracking"),
+    "logging_config": (_pc.LoggingConfig, "logging backends and alerts"),
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingConfig(_ConfigBase):
+    """Everything a training run needs besides the model and the data.
+
+    Periods (``validation_frequency``, ``checkpoint_frequency``, ``log_frequency``) are in
+    epochs; host work happens after exactly those epochs and after the last one. One epoch
+    is one pass over the training points in minibatches of ``batch_size`` (``None``: the
+    whole set per step; a partial last batch is masked, never dropped).
+
+    Attributes:
+        num_epochs: number of passes over the training data.
+        batch_size: minibatch size, or ``None`` for full batch.
+        learning_rate: the base learning rate (the one source of truth for it).
+        validation_frequency: validate every this many epochs (and after the last).
+        checkpoint_frequency: write a checkpoint every this many epochs (``None``: only the
+            final one, if checkpointing is configured).
+        early_stopping: stop when the validation loss has not improved by more than
+            ``min_delta`` for ``patience`` epochs (checked at validation epochs). Without
+            validation data the training loss is monitored.
+        patience: epochs without improvement before stopping; requires ``early_stopping``
+            (default 10 when early stopping is on).
+        min_delta: the smallest decrease that counts as an improvement.
+        seed: seeds shuffling and every other random choice of the run.
+        shuffle: draw a fresh permutation of the training points every epoch.
+        log_frequency: refresh the progress bar / JSONL log every this many epochs
+            (``None``: chosen so that a run has about 100 updates).
+        verbose: show a progress bar (only when the output is a terminal).
+        run_dir: directory for the JSONL metrics log and, by default, checkpoints.
+    """
+
+    num_epochs: int = 100
+    batch_size: int | None = None
+    learning_rate: float = 1e-3
+    validation_frequency: int = 1
+    checkpoint_frequency: int | None = None
+    early_stopping: bool = False
+    patience: int | None = None
+    min_delta: float = 0.0
+    seed: int = 0
+    shuffle: bool = True
+    log_frequency: int | None = None
+    verbose: bool = True
+    run_dir: str | None = None
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    conservation_config: Any = None
+    multiscale_config: Any = None
+    boundary_config: Any = None
+    quantum_config: Any = None
+    dft_config: Any = None
+    scf_config: Any = None
+    metrics_tracking_config: Any = None
+    logging_config: Any = None
+
+    _nested: ClassVar[dict[str, type]] = {
+        "optimizer": OptimizerConfig,
+        "loss": LossConfig,
+        "validation": ValidationConfig,
+        "checkpoint": CheckpointConfig,
+        **{name: cls for name, (cls, _) in _PHYSICS_SLOTS.items()},
+    }
+
+    def __post_init__(self) -> None:
+        c = "TrainingConfig"
+        _check_int(c, "num_epochs", self.num_epochs, 1)
+        _check_int(c, "batch_size", self.batch_size, 1, optional=True)
+        _check_float(c, "learning_rate", self.learning_rate, low=0.0, low_open=True)
+        _check_int(c, "validation_frequency", self.validation_frequency, 1)
+        _check_int(c, "checkpoint_frequency", self.checkpoint_frequency, 1, optional=True)
+        _check_int(c, "patience", self.patience, 1, optional=True)
+        if self.patience is not None and not self.early_stopping:
+            _fail(c, "patience", "is set but early_stopping=False; set early_stopping=True "
+                  "or leave patience unset")
+        _check_float(c, "min_delta", self.min_delta, low=0.0)
+        if self.min_delta and not self.early_stopping:
+            _fail(c, "min_delta", "is set but early_stopping=False; set early_stopping=True")
+        _check_int(c, "seed", self.seed, 0)
+        _check_int(c, "log_frequency", self.log_frequency, 1, optional=True)
+        for name, cls in (("optimizer", OptimizerConfig), ("loss", LossConfig),
+                          ("validation", ValidationConfig), ("checkpoint", CheckpointConfig)):
+            if not isinstance(getattr(self, name), cls):
+                _fail(c, name, f"must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        for name, (cls, feature) in _PHYSICS_SLOTS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, cls):
+                _fail(c, name, f"must be a {cls.__name__} or None, got {type(value).__name__}")
+            raise NotImplementedError(
+                f"TrainingConfig.{name}: {feature} is not implemented in this version of "
+                f"Opifex, so a {cls.__name__} would be ignored; leave {name}=None for now."
+            )
+
+    @property
+    def effective_patience(self) -> int | None:
+        """Patience in epochs, or ``None`` when early stopping is off."""
+        if not self.early_stopping:
+            return None
+        return 10 if self.patience is None else self.patience
+
+    @property
+    def checkpoint_directory(self) -> str | None:
+        """Where checkpoints are written, or ``None`` when checkpointing is off."""
+        if self.checkpoint.directory is not None:
+            return self.checkpoint.directory
+        if self.run_dir is not None:
+            return os.path.join(self.run_dir, "checkpoints")
+        return None

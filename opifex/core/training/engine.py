@@ -1,0 +1,256 @@
+"""The training engine: a pytree ``TrainState`` and one compiled chunk function.
+
+Every Opifex trainer runs through :class:`Engine`. A chunk runs ``n_epochs`` epochs of
+optimizer steps in a single ``jax.jit``-compiled call (``lax.scan`` over epochs, and over the
+minibatches of each epoch), drawing a fresh permutation of the training points per epoch from
+the key carried in the state. Nothing inside a chunk talks to the host; the facade reads the
+stacked per-epoch metrics once per chunk and does its host work (validation, logging,
+checkpointing, early stopping) between chunks.
+
+The objective is a pure function::
+
+    objective(model, batch, weights, whole, key) -> (loss, metrics)
+
+``model`` is the NNX module rebuilt from the state inside the trace, ``batch`` a pytree of
+arrays whose leading axis is the minibatch, ``weights`` a ``(batch,)`` array of 0/1 sample
+weights (the last minibatch of an epoch is padded to the full size and masked, so every step
+has one shape and nothing retraces), ``whole`` a pytree passed unbatched to every step
+(boundary points, say) and ``key`` a fresh PRNG key for the step.
+
+A step whose loss, gradient or update is not finite is skipped in-graph: parameters,
+optimizer state and model state keep their previous values, and the skip is counted in
+``state.recovery["nonfinite_steps"]`` and in the epoch metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from flax import nnx, struct
+
+from opifex.core.training.optimizers import current_learning_rate
+
+PyTree = Any
+Objective = Callable[[nnx.Module, PyTree, jax.Array, PyTree, jax.Array],
+                     tuple[jax.Array, dict[str, jax.Array]]]
+EvalFn = Callable[[nnx.Module, PyTree], dict[str, jax.Array]]
+
+
+@struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree.
+
+    Attributes:
+        params: trainable variables of the model (``nnx.Param``).
+        model_state: the model's other variables (batch statistics, RNG counters, ...).
+        opt_state: the optax state (holds the injected learning rate).
+        step: optimizer steps taken (minibatches processed).
+        epoch: completed epochs.
+        key: PRNG key from which every epoch and step draws its randomness.
+        loss_weights: adaptive loss-weight state (empty unless a loss uses it).
+        sampler: collocation-sampler state (empty unless a sampler uses it).
+        recovery: in-graph recovery counters.
+    """
+
+    params: PyTree
+    model_state: PyTree
+    opt_state: PyTree
+    step: jax.Array
+    epoch: jax.Array
+    key: jax.Array
+    loss_weights: PyTree = dataclasses.field(default_factory=dict)
+    sampler: PyTree = dataclasses.field(default_factory=dict)
+    recovery: PyTree = dataclasses.field(default_factory=dict)
+
+
+def _owned(x: Any) -> Any:
+    """A fresh, strongly typed buffer.
+
+    Fresh, because the chunk donates its state and must never free an array the caller still
+    holds; strongly typed, because a weak-typed leaf fed back into jit would retrace.
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jr.wrap_key_data(jnp.array(jr.key_data(x)), impl=jr.key_impl(x))
+    return jnp.array(x, dtype=x.dtype, copy=True)
+
+
+def _all_finite(*xs: jax.Array) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
+
+
+def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+class Engine:
+    """Builds and runs the compiled training chunk for one model and objective.
+
+    Args:
+        graphdef: the model's graph definition (from ``nnx.split(model, nnx.Param, ...)``).
+        eval_graphdef: the same model in evaluation mode (dropout off, running statistics).
+        objective: the training objective (see module docstring).
+        tx: the optax transformation.
+        n_points: number of training samples (leading axis of the batched data).
+        batch_size: minibatch size (``None`` or ``>= n_points``: full batch, no shuffling).
+        shuffle: fresh permutation every epoch.
+        uses_value_fn: pass ``value``, ``grad`` and ``value_fn`` to ``tx.update`` (L-BFGS).
+        eval_fn: evaluation function ``(model, data) -> metrics`` for :meth:`evaluate`.
+    """
+
+    def __init__(
+        self,
+        graphdef: Any,
+        objective: Objective,
+        tx: optax.GradientTransformation,
+        *,
+        n_points: int,
+        batch_size: int | None,
+        shuffle: bool = True,
+        uses_value_fn: bool = False,
+        eval_graphdef: Any = None,
+        eval_fn: EvalFn | None = None,
+    ) -> None:
+        if n_points < 1:
+            raise ValueError(f"n_points must be >= 1, got {n_points}")
+        self.graphdef = graphdef
+        self.eval_graphdef = graphdef if eval_graphdef is None else eval_graphdef
+        self.objective = objective
+        self.tx = tx
+        self.n_points = n_points
+        self.batch_size = n_points if batch_size is None else min(batch_size, n_points)
+        self.full_batch = self.batch_size == n_points
+        self.steps_per_epoch = math.ceil(n_points / self.batch_size)
+        self.shuffle = shuffle and not self.full_batch
+        self.uses_value_fn = uses_value_fn
+        self.eval_fn = eval_fn
+        self.trace_count = 0
+        self.eval_trace_count = 0
+        self._chunk = jax.jit(self._run_chunk, static_argnames=("n_epochs",), donate_argnums=0)
+        self._eval = jax.jit(self._evaluate)
+
+    # ----------------------------------------------------------------- state
+    def init_state(self, params: PyTree, model_state: PyTree, key: jax.Array) -> TrainState:
+        """A fresh state owning copies of its inputs: optimizer initialised, counters at zero."""
+        state = TrainState(
+            params=params,
+            model_state=model_state,
+            opt_state=self.tx.init(params),
+            step=jnp.zeros((), jnp.int32),
+            epoch=jnp.zeros((), jnp.int32),
+            key=key,
+            recovery={"nonfinite_steps": jnp.zeros((), jnp.int32)},
+        )
+        return jax.tree.map(_owned, state)
+
+    # ------------------------------------------------------------------ step
+    def _step(self, state: TrainState, batch, weights, whole):
+        key, step_key = jr.split(state.key)
+        # Merge at the jit level and differentiate with nnx.value_and_grad: variables the
+        # model mutates during the call (RNG counters, batch statistics) then stay in one
+        # trace. All of this is trace-time work; the compiled step is plain JAX.
+        model = nnx.merge(self.graphdef, state.params, state.model_state)
+
+        def loss_of(m):
+            return self.objective(m, batch, weights, whole, step_key)
+
+        (loss, metrics), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
+        new_ms = nnx.split(model, nnx.Param, ...)[2]
+        extra = {}
+        if self.uses_value_fn:
+            extra = dict(
+                value=loss,
+                grad=grads,
+                value_fn=lambda p: self.objective(
+                    nnx.merge(self.graphdef, p, state.model_state), batch, weights, whole,
+                    step_key,
+                )[0],
+            )
+        updates, new_opt = self.tx.update(grads, state.opt_state, state.params, **extra)
+        new_params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.tree.norm(grads)
+        ok = _all_finite(loss, grad_norm, optax.tree.norm(updates))
+        state = state.replace(
+            params=_select(ok, new_params, state.params),
+            opt_state=_select(ok, new_opt, state.opt_state),
+            model_state=_select(ok, new_ms, state.model_state),
+            step=state.step + 1,
+            key=key,
+            recovery={**state.recovery,
+                      "nonfinite_steps": state.recovery["nonfinite_steps"] + (~ok)},
+        )
+        out = {"loss": loss, "grad_norm": grad_norm, "nonfinite": (~ok).astype(jnp.int32),
+               **metrics}
+        return state, out
+
+    # ----------------------------------------------------------------- epoch
+    def _epoch(self, state: TrainState, batched, whole):
+        if self.full_batch:
+            weights = jnp.ones((self.n_points,), jnp.float32)
+            state, m = self._step(state, batched, weights, whole)
+            return state.replace(epoch=state.epoch + 1), {
+                **m, "learning_rate": current_learning_rate(state.opt_state)
+            }
+
+        n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
+        key, perm_key = jr.split(state.key)
+        state = state.replace(key=key)
+        order = jr.permutation(perm_key, n) if self.shuffle else jnp.arange(n)
+        pad = spe * bs - n
+        idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(spe, bs)
+        w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
+        w = w.reshape(spe, bs)
+
+        def body(st, xs):
+            rows, weights = xs
+            batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), batched)
+            st, m = self._step(st, batch, weights, whole)
+            return st, (m, jnp.sum(weights))
+
+        state, (ms, counts) = jax.lax.scan(body, state, (idx, w))
+        frac = counts / n
+        out = {k: jnp.sum(v * frac) if k not in ("nonfinite",) else jnp.sum(v)
+               for k, v in ms.items()}
+        out["grad_norm"] = jnp.mean(ms["grad_norm"])
+        out["learning_rate"] = current_learning_rate(state.opt_state)
+        return state.replace(epoch=state.epoch + 1), out
+
+    # ----------------------------------------------------------------- chunk
+    def _run_chunk(self, state: TrainState, batched, whole, n_epochs: int):
+        self.trace_count += 1  # runs at trace time only
+        return jax.lax.scan(lambda s, _: self._epoch(s, batched, whole), state, None,
+                            length=n_epochs)
+
+    def run_chunk(
+        self, state: TrainState, batched: PyTree, whole: PyTree = None, *, n_epochs: int
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        """Run ``n_epochs`` epochs in one compiled call.
+
+        The input ``state`` is donated: use only the returned one afterwards.
+
+        Returns:
+            The new state and a dict of per-epoch metrics, each of shape ``(n_epochs,)``:
+            ``loss`` (sample-weighted mean over the epoch's steps), ``grad_norm`` (mean
+            global gradient norm), ``learning_rate`` (after the epoch), ``nonfinite``
+            (skipped steps) and the objective's own metrics.
+        """
+        return self._chunk(state, batched, whole, n_epochs=int(n_epochs))
+
+    # ------------------------------------------------------------- evaluate
+    def _evaluate(self, params, model_state, data):
+        self.eval_trace_count += 1
+        model = nnx.merge(self.eval_graphdef, params, model_state)
+        return self.eval_fn(model, data)
+
+    def evaluate(self, state: TrainState, data: PyTree) -> dict[str, jax.Array]:
+        """Evaluate ``eval_fn`` on ``data`` with the model in evaluation mode (compiled)."""
+        if self.eval_fn is None:
+            raise ValueError("this engine was built without an eval_fn")
+        return self._eval(state.params, state.model_state, data)

@@ -1,0 +1,139 @@
+"""Training history: per-epoch series plus summary values, indexable like a dict."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+
+class History(Mapping):
+    """Per-epoch records of a run.
+
+    Series (each a list, index ``i`` belongs to ``history["epoch"][i]``): ``epoch``,
+    ``train_loss``, ``learning_rate``, ``grad_norm``, ``nonfinite_steps``, ``wall_time``
+    (seconds since the run started, measured at the end of the chunk that ran the epoch and
+    spread evenly over its epochs) and any metric the objective reports. Validation series are
+    aligned to ``history["val_epoch"]``: ``val_loss`` and the other ``val_*`` metrics.
+
+    Summary values (``history.summary`` and keys of the same name): ``initial_train_loss``,
+    ``final_train_loss``, ``best_train_loss``, ``best_val_loss``, ``best_epoch``,
+    ``final_val_loss``, ``stopped_early``, ``stop_epoch``.
+
+    Example:
+        >>> h = History()
+        >>> h.add_epochs([1, 2], {"train_loss": [0.5, 0.25]}, wall_time=[0.1, 0.2])
+        >>> h["train_loss"], h.summary["final_train_loss"]
+        ([0.5, 0.25], 0.25)
+    """
+
+    def __init__(self, series: dict[str, list] | None = None, events: dict | None = None):
+        self._series: dict[str, list] = {k: list(v) for k, v in (series or {}).items()}
+        self._events: dict[str, Any] = dict(events or {})
+
+    # ------------------------------------------------------------- recording
+    def add_epochs(self, epochs: list[int], metrics: Mapping[str, Any], *, wall_time) -> None:
+        """Append one record per epoch; ``metrics`` maps names to per-epoch sequences."""
+        self._series.setdefault("epoch", []).extend(int(e) for e in epochs)
+        for name, values in metrics.items():
+            self._series.setdefault(name, []).extend(_py(v) for v in np.asarray(values))
+        self._series.setdefault("wall_time", []).extend(float(t) for t in wall_time)
+
+    def add_validation(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        """Append the validation metrics measured after ``epoch``."""
+        self._series.setdefault("val_epoch", []).append(int(epoch))
+        for name, value in metrics.items():
+            self._series.setdefault(name, []).append(_py(value))
+
+    def set_event(self, name: str, value: Any) -> None:
+        """Record a run-level fact (early stop, best epoch, ...)."""
+        self._events[name] = value
+
+    # --------------------------------------------------------------- reading
+    @property
+    def summary(self) -> dict[str, Any]:
+        s: dict[str, Any] = {}
+        tl = self._series.get("train_loss", [])
+        if tl:
+            finite = [v for v in tl if math.isfinite(v)]
+            s["initial_train_loss"] = tl[0]
+            s["final_train_loss"] = tl[-1]
+            s["best_train_loss"] = min(finite) if finite else float("nan")
+        vl = self._series.get("val_loss", [])
+        if vl:
+            finite = [v for v in vl if math.isfinite(v)]
+            s["final_val_loss"] = vl[-1]
+            s["best_val_loss"] = min(finite) if finite else float("nan")
+            if finite:
+                s["best_epoch"] = self._series["val_epoch"][vl.index(min(finite))]
+        s.update(self._events)
+        return s
+
+    def __getitem__(self, key: str):
+        if key in self._series:
+            return self._series[key]
+        summary = self.summary
+        if key in summary:
+            return summary[key]
+        raise KeyError(f"{key!r} is not in the history; available: {sorted(self)}")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._series
+        yield from (k for k in self.summary if k not in self._series)
+
+    def __len__(self) -> int:
+        return len(set(self._series) | set(self.summary))
+
+    def __repr__(self) -> str:
+        n = len(self._series.get("epoch", []))
+        return f"History(epochs={n}, keys={sorted(self._series)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and numbers (JSON-serialisable)."""
+        return {"series": {k: list(v) for k, v in self._series.items()},
+                "summary": self.summary, "events": dict(self._events)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        return cls(series=data.get("series"), events=data.get("events"))
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Serialise to JSON (non-finite numbers become ``null``); write it if ``path`` is given."""
+        text = json.dumps(_json_safe(self.to_dict()), indent=1)
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return text
+
+    def truncate(self, epoch: int) -> None:
+        """Drop every record after ``epoch`` (used when a run is resumed from a checkpoint)."""
+        ep = self._series.get("epoch", [])
+        keep = sum(1 for e in ep if e <= epoch)
+        vkeep = sum(1 for e in self._series.get("val_epoch", []) if e <= epoch)
+        n_epoch, n_val = len(ep), len(self._series.get("val_epoch", []))
+        for k, v in self._series.items():
+            if len(v) == n_val and (k.startswith("val_")):
+                self._series[k] = v[:vkeep]
+            elif len(v) == n_epoch:
+                self._series[k] = v[:keep]
+
+
+def _py(v: Any) -> Any:
+    v = np.asarray(v)
+    if v.ndim == 0:
+        return v.item()
+    return v.tolist()
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj

@@ -1,0 +1,167 @@
+"""The one optimizer factory: :class:`OptimizerConfig` + base learning rate -> optax chain.
+
+The learning-rate schedule is passed to the optimizer as its ``learning_rate`` (so Adam does
+not normalise it away), wrapped in :func:`optax.inject_hyperparams` together with a runtime
+multiplier ``lr_scale``. Host code (recovery, reduce-on-plateau) changes the effective rate by
+writing ``lr_scale`` into the optimizer state with :func:`set_lr_scale`: no recompilation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from opifex.core.training.config import OptimizerConfig
+
+Schedule = Callable[[jax.Array], jax.Array]
+
+
+def build_schedule(cfg: OptimizerConfig, learning_rate: float, total_steps: int) -> Schedule:
+    """Learning rate as a function of the optimizer step count.
+
+    Args:
+        cfg: the optimizer config (schedule kind and its parameters).
+        learning_rate: the base (peak) learning rate.
+        total_steps: optimizer updates in the whole run; ``decay_steps=None`` decays over
+            ``total_steps - warmup_steps``.
+
+    Returns:
+        An optax schedule ``step -> learning rate``.
+    """
+    lr = float(learning_rate)
+    decay = cfg.decay_steps or max(total_steps - cfg.warmup_steps, 1)
+    kind = cfg.schedule
+    if kind == "constant":
+        main = optax.constant_schedule(lr)
+    elif kind == "cosine":
+        main = optax.cosine_decay_schedule(lr, decay_steps=decay, alpha=cfg.cosine_alpha)
+    elif kind == "exponential":
+        main = optax.exponential_decay(lr, transition_steps=decay, decay_rate=cfg.decay_rate)
+    elif kind == "linear":
+        main = optax.linear_schedule(lr, lr * cfg.end_factor, transition_steps=decay)
+    elif kind == "step":
+        main = optax.exponential_decay(
+            lr, transition_steps=cfg.step_size, decay_rate=cfg.gamma, staircase=True
+        )
+    elif kind == "multistep":
+        main = optax.piecewise_constant_schedule(lr, {m: cfg.gamma for m in cfg.milestones})
+    else:  # pragma: no cover - OptimizerConfig validates the name
+        raise ValueError(f"unknown schedule {kind!r}")
+    if cfg.warmup_steps:
+        warm = optax.linear_schedule(0.0, lr, transition_steps=cfg.warmup_steps)
+        return optax.join_schedules([warm, main], boundaries=[cfg.warmup_steps])
+    return main
+
+
+def _base_optimizer(cfg: OptimizerConfig, learning_rate: Any) -> optax.GradientTransformation:
+    wd = cfg.weight_decay
+    name = cfg.name
+    if name == "adam":
+        opt = optax.adam(learning_rate, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+    elif name == "adamw":
+        return optax.adamw(learning_rate, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd)
+    elif name == "sgd":
+        opt = optax.sgd(learning_rate, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+    elif name == "rmsprop":
+        opt = optax.rmsprop(learning_rate, eps=cfg.eps, momentum=cfg.momentum or None)
+    elif name == "adagrad":
+        opt = optax.adagrad(learning_rate, eps=cfg.eps)
+    elif name == "lion":
+        return optax.lion(learning_rate, b1=cfg.b1, b2=cfg.b2, weight_decay=wd)
+    elif name == "adafactor":
+        return optax.adafactor(learning_rate, weight_decay_rate=wd or None)
+    elif name == "lbfgs":
+        return optax.lbfgs(learning_rate, memory_size=cfg.lbfgs_memory_size)
+    else:  # pragma: no cover - OptimizerConfig validates the name
+        raise ValueError(f"unknown optimizer {name!r}")
+    if wd:
+        opt = optax.chain(optax.add_decayed_weights(wd), opt)
+    return opt
+
+
+def build_optimizer(
+    cfg: OptimizerConfig, learning_rate: float, total_steps: int
+) -> optax.GradientTransformationExtraArgs:
+    """Build the optax transformation for a run.
+
+    The chain is: optional clipping (by value, then by global norm) -> the optimizer with an
+    injected, scheduled learning rate times ``lr_scale`` -> optional gradient accumulation
+    (:class:`optax.MultiSteps`).
+
+    Args:
+        cfg: optimizer config.
+        learning_rate: base learning rate (``TrainingConfig.learning_rate``).
+        total_steps: number of optimizer updates in the run, for decaying schedules.
+
+    Returns:
+        A ``GradientTransformationExtraArgs``. For ``lbfgs`` its ``update`` needs the extra
+        arguments ``value``, ``grad`` and ``value_fn`` (the engine passes them).
+    """
+    schedule = build_schedule(cfg, learning_rate, total_steps)
+
+    def make(learning_rate, lr_scale):
+        return _base_optimizer(cfg, learning_rate * lr_scale)
+
+    core = optax.inject_hyperparams(make)(learning_rate=schedule, lr_scale=1.0)
+    parts = []
+    if cfg.clip_value is not None:
+        parts.append(optax.clip(cfg.clip_value))
+    if cfg.clip_norm is not None:
+        parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+    tx = optax.chain(*parts, core) if parts else optax.with_extra_args_support(core)
+    if cfg.gradient_accumulation_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=cfg.gradient_accumulation_steps)
+        tx = tx.gradient_transformation()
+    return tx
+
+
+def needs_value_fn(cfg: OptimizerConfig) -> bool:
+    """Whether ``update`` needs ``value``/``grad``/``value_fn`` (line-search optimizers)."""
+    return cfg.name == "lbfgs"
+
+
+def _is_inject_state(x: Any) -> bool:
+    return isinstance(x, optax.InjectStatefulHyperparamsState)
+
+
+def _map_inject_states(opt_state: Any, fn: Callable[[Any], Any]) -> Any:
+    return jax.tree.map(lambda s: fn(s) if _is_inject_state(s) else s, opt_state,
+                        is_leaf=_is_inject_state)
+
+
+def set_lr_scale(opt_state: Any, scale: float | jax.Array) -> Any:
+    """Return ``opt_state`` with the runtime learning-rate multiplier set to ``scale``."""
+    found = []
+
+    def put(s):
+        found.append(True)
+        hp = dict(s.hyperparams)
+        hp["lr_scale"] = jnp.asarray(scale, dtype=jnp.asarray(hp["lr_scale"]).dtype)
+        return s._replace(hyperparams=hp)
+
+    new = _map_inject_states(opt_state, put)
+    if not found:
+        raise ValueError("opt_state has no injected learning rate; build it with build_optimizer")
+    return new
+
+
+def _hyper(opt_state: Any, name: str) -> jax.Array:
+    found: list[jax.Array] = []
+    _map_inject_states(opt_state, lambda s: found.append(s.hyperparams[name]) or s)
+    if not found:
+        raise ValueError("opt_state has no injected learning rate; build it with build_optimizer")
+    return found[0]
+
+
+def get_lr_scale(opt_state: Any) -> jax.Array:
+    """The runtime learning-rate multiplier stored in ``opt_state``."""
+    return _hyper(opt_state, "lr_scale")
+
+
+def current_learning_rate(opt_state: Any) -> jax.Array:
+    """Effective learning rate used by the last update (schedule value times ``lr_scale``)."""
+    return _hyper(opt_state, "learning_rate") * _hyper(opt_state, "lr_scale")

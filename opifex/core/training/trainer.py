@@ -1,0 +1,512 @@
+"""The unified :class:`Trainer`.
+
+``Trainer(model, config).train(train_data, val_data)`` trains any ``flax.nnx.Module`` on
+``(x, y)`` arrays. All steps run inside one compiled chunk function
+(:class:`~opifex.core.training.engine.Engine`); this class is the host side: it checks the
+input, builds the engine once, and between chunks validates, logs, checkpoints and decides
+whether to stop. Chunks end exactly at the epochs where host work is due, so the run is the
+same as an epoch-by-epoch loop, only faster.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from opifex.neural.base import StandardMLP
+    >>> x = jnp.linspace(-1, 1, 64)[:, None]
+    >>> cfg = TrainingConfig(num_epochs=5, batch_size=16, verbose=False)
+    >>> model, history = Trainer(StandardMLP([1, 8, 1], rngs=nnx.Rngs(0)), cfg).train((x, x))
+    >>> len(history["train_loss"])
+    5
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from opifex.core.training.checkpoint import CheckpointStore
+from opifex.core.training.config import TrainingConfig
+from opifex.core.training.engine import Engine, TrainState
+from opifex.core.training.history import History
+from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
+from opifex.core.training.optimizers import build_optimizer, needs_value_fn
+from opifex.core.training.state import TrainingState
+
+logger = logging.getLogger("opifex")
+
+PyTree = Any
+
+
+def _copy(tree: PyTree) -> PyTree:
+    """Fresh device buffers (the engine donates its state; the user's model must not share)."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+def check_array(name: str, a: Any, *, min_ndim: int = 1) -> jax.Array:
+    """Convert to a JAX array, rejecting empty, wrongly ranked or non-finite input."""
+    if a is None:
+        raise ValueError(f"{name} is None; pass an array")
+    try:
+        arr = np.asarray(a)
+    except Exception as e:  # pragma: no cover - exotic inputs
+        raise TypeError(f"{name}: cannot convert {type(a).__name__} to an array ({e})") from e
+    if arr.dtype == object:
+        raise TypeError(f"{name}: expected a numeric array, got dtype object")
+    if arr.ndim < min_ndim:
+        raise ValueError(
+            f"{name}: expected an array with at least {min_ndim} dimension(s) (samples first), "
+            f"got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.size == 0:
+        raise ValueError(f"{name}: is empty (shape {arr.shape}); pass at least one sample")
+    if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ValueError(f"{name}: contains {bad} NaN/Inf value(s); clean or drop those samples")
+    return jnp.asarray(arr)
+
+
+def batched_apply(model: nnx.Module, x: jax.Array, batch_size: int | None) -> jax.Array:
+    """``model(x)`` evaluated in batches of ``batch_size`` (``lax.map``), for memory."""
+    n = x.shape[0]
+    if batch_size is None or batch_size >= n:
+        return model(x)
+    nb = math.ceil(n / batch_size)
+    pad = nb * batch_size - n
+    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+    out = jax.lax.map(model, xp.reshape(nb, batch_size, *x.shape[1:]))
+    return out.reshape(nb * batch_size, *out.shape[2:])[:n]
+
+
+class SupervisedTask:
+    """What :class:`Trainer` optimises: a data loss between ``model(x)`` and ``y``.
+
+    The task owns input checking, the in-graph objective and the evaluation metrics; the
+    trainer owns the loop. Other trainers provide other tasks on the same engine.
+    """
+
+    def __init__(self, config: TrainingConfig) -> None:
+        self.loss_name = config.loss.loss_type
+        self.loss_fn = get_loss(self.loss_name)
+        self.eval_batch_size = config.validation.batch_size
+
+    def prepare(self, name: str, data: Any) -> tuple[jax.Array, jax.Array]:
+        if not isinstance(data, tuple | list) or len(data) != 2:
+            raise TypeError(f"{name} must be a tuple (x, y) of arrays, got {type(data).__name__}")
+        x_raw, y_raw = data
+        if y_raw is None:
+            raise ValueError(
+                f"{name}[1] (the targets y) is None; Trainer fits targets. For collocation-only "
+                "physics-informed training use BasicTrainer with set_physics_loss"
+            )
+        x = check_array(f"{name}[0] (x)", x_raw)
+        y = check_array(f"{name}[1] (y)", y_raw)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"{name}: x has {x.shape[0]} samples but y has {y.shape[0]}; they must match "
+                "along the first axis"
+            )
+        return x, y
+
+    def check_model(self, name: str, graphdef, params, model_state, data, batch: int) -> None:
+        x, y = data
+        xb = x[:batch]
+
+        def apply(p, s, xb):
+            return nnx.merge(graphdef, p, s)(xb)
+
+        try:
+            out = jax.eval_shape(apply, params, model_state, xb)
+        except Exception as e:
+            raise ValueError(
+                f"{name}: the model does not accept inputs of shape {tuple(xb.shape)} "
+                f"({type(e).__name__}: {e})"
+            ) from e
+        want = (xb.shape[0], *y.shape[1:])
+        if not hasattr(out, "shape") or tuple(out.shape) != want:
+            got = getattr(out, "shape", type(out).__name__)
+            raise ValueError(
+                f"{name}: the model maps x of shape {tuple(xb.shape)} to output {got}, but the "
+                f"targets y have per-sample shape {tuple(y.shape[1:])} (batch shape {want}); "
+                "reshape y (e.g. y[:, None]) or change the model's output size"
+            )
+
+    def objective(self, model, batch, weights, whole, key):
+        x, y = batch
+        return self.loss_fn(model(x), y, weights), {}
+
+    def eval_fn(self, model, data):
+        x, y = data
+        pred = batched_apply(model, x, self.eval_batch_size)
+        w = jnp.ones((x.shape[0],), jnp.float32)
+        out = {"loss": self.loss_fn(pred, y, w)}
+        for name, fn in LOSS_FUNCTIONS.items():
+            out[name] = fn(pred, y, w)
+        return out
+
+
+class Trainer:
+    """Train an ``nnx.Module`` under a :class:`TrainingConfig`.
+
+    ``Trainer`` is a plain class (``Module.train`` is NNX's mode switch; ``Trainer.train``
+    runs training). The model passed in is updated in place at the end of training and is
+    also returned.
+
+    Args:
+        model: any ``flax.nnx.Module``.
+        config: the run's configuration (default ``TrainingConfig()``).
+        rngs: optional ``nnx.Rngs``; if given, the run's key comes from it, otherwise from
+            ``config.seed``.
+
+    Attributes:
+        history: the :class:`History` of the current run.
+    """
+
+    def __init__(self, model: nnx.Module, config: TrainingConfig | None = None, *,
+                 rngs: nnx.Rngs | None = None) -> None:
+        if not isinstance(model, nnx.Module):
+            raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+        if config is None:
+            config = TrainingConfig()
+        if not isinstance(config, TrainingConfig):
+            raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+        self.model = model
+        self.config = config
+        self.task = self._make_task()
+        self._key = jr.key(config.seed) if rngs is None else rngs()
+        self._graphdef, _, _ = nnx.split(model, nnx.Param, ...)
+        try:
+            eval_view = nnx.view(model, deterministic=True, use_running_average=True)
+        except Exception:  # the model has no such switches
+            eval_view = model
+        self._eval_graphdef = nnx.graphdef(eval_view) if eval_view is not model else None
+        self._engine: Engine | None = None
+        self._engine_key: tuple | None = None
+        self._state: TrainState | None = None
+        self._store: CheckpointStore | None = None
+        self.history = History()
+        self._host = self._fresh_host()
+        self.diagnostics: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ building
+    def _make_task(self) -> SupervisedTask:
+        return SupervisedTask(self.config)
+
+    def _fresh_host(self) -> dict[str, Any]:
+        return {"best_value": math.inf, "best_epoch": 0, "best_params": None,
+                "best_model_state": None, "stopped_early": False}
+
+    def _total_steps(self, steps_per_epoch: int) -> int:
+        acc = self.config.optimizer.gradient_accumulation_steps
+        return max(self.config.num_epochs * steps_per_epoch // acc, 1)
+
+    def _build_engine(self, n_points: int) -> Engine:
+        cfg = self.config
+        bs = cfg.batch_size
+        key = (n_points, bs)
+        if self._engine is not None and self._engine_key == key:
+            return self._engine
+        spe = math.ceil(n_points / (n_points if bs is None else min(bs, n_points)))
+        tx = build_optimizer(cfg.optimizer, cfg.learning_rate, self._total_steps(spe))
+        self._engine = Engine(
+            self._graphdef, self.task.objective, tx, n_points=n_points, batch_size=bs,
+            shuffle=cfg.shuffle, uses_value_fn=needs_value_fn(cfg.optimizer),
+            eval_graphdef=self._eval_graphdef, eval_fn=self.task.eval_fn,
+        )
+        self._engine_key = key
+        return self._engine
+
+    def _new_state(self, engine: Engine) -> TrainState:
+        _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+        return engine.init_state(params, model_state, self._key)
+
+    def _checkpoint_store(self) -> CheckpointStore | None:
+        directory = self.config.checkpoint_directory
+        if directory is None:
+            return None
+        if self._store is None:
+            c = self.config.checkpoint
+            self._store = CheckpointStore(directory, max_to_keep=c.max_to_keep,
+                                          keep_best=c.keep_best)
+        return self._store
+
+    # --------------------------------------------------------------- public
+    def train(self, train_data: Any, val_data: Any = None) -> tuple[nnx.Module, History]:
+        """Train until ``config.num_epochs`` epochs are complete.
+
+        A run restored with :meth:`load_checkpoint` (or stopped by an exception) continues
+        where it stopped; after a run has completed, calling ``train`` again starts a new run
+        from the model's current parameters.
+
+        Args:
+            train_data: ``(x, y)`` arrays with samples along the first axis.
+            val_data: optional ``(x, y)`` for validation.
+
+        Returns:
+            ``(model, history)``: the trained model (the same object, updated in place) and
+            the run's :class:`History`.
+
+        Raises:
+            ValueError / TypeError: bad data (naming the argument), before any compilation.
+        """
+        cfg = self.config
+        train = self.task.prepare("train_data", train_data)
+        val = None if val_data is None else self.task.prepare("val_data", val_data)
+        n = jax.tree.leaves(train)[0].shape[0]
+        if cfg.batch_size is not None and cfg.batch_size > n:
+            raise ValueError(
+                f"TrainingConfig.batch_size={cfg.batch_size} is larger than train_data "
+                f"({n} samples); use batch_size <= {n} or batch_size=None for full batch"
+            )
+        _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+        probe = cfg.batch_size or n
+        self.task.check_model("train_data", self._graphdef, params, model_state, train, probe)
+        if val is not None:
+            vb = min(cfg.validation.batch_size or probe, jax.tree.leaves(val)[0].shape[0])
+            self.task.check_model("val_data", self._graphdef, params, model_state, val, vb)
+        engine = self._build_engine(n)
+        if (self._state is None or int(self._state.epoch) >= cfg.num_epochs
+                or self._host["stopped_early"]):
+            self._state = self._new_state(engine)
+            self.history = History()
+            self._host = self._fresh_host()
+        return self._run(engine, train, val)
+
+    fit = train
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Metrics of the current model on ``(x, y)``: the configured loss, mse, mae, relative_l2."""
+        d = self.task.prepare("data", data)
+        n = jax.tree.leaves(d)[0].shape[0]
+        engine = self._engine or self._build_engine(n)
+        state = self._state or self._new_state(engine)
+        return {k: float(v) for k, v in engine.evaluate(state, d).items()}
+
+    @property
+    def training_state(self) -> TrainingState:
+        """A snapshot of the run (copies of params and optimizer state)."""
+        s = self._state
+        if s is None:
+            _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+            return TrainingState(params=_copy(params), model_state=_copy(model_state),
+                                 diagnostics=dict(self.diagnostics))
+        from opifex.core.training.optimizers import current_learning_rate
+
+        return TrainingState(
+            epoch=int(s.epoch), step=int(s.step),
+            best_val_loss=float(self._host["best_value"]),
+            best_epoch=int(self._host["best_epoch"]),
+            nonfinite_steps=int(s.recovery["nonfinite_steps"]),
+            learning_rate=float(current_learning_rate(s.opt_state)),
+            params=_copy(s.params), opt_state=_copy(s.opt_state),
+            model_state=_copy(s.model_state),
+            diagnostics=dict(self.diagnostics),
+        )
+
+    # ----------------------------------------------------------- checkpoints
+    def _meta(self) -> dict[str, Any]:
+        h = self._host
+        return {
+            "history": json.loads(self.history.to_json()),
+            "best_value": None if not math.isfinite(h["best_value"]) else h["best_value"],
+            "best_epoch": h["best_epoch"],
+            "stopped_early": h["stopped_early"],
+            "config": self.config.to_dict(),
+        }
+
+    def save_checkpoint(self, directory: str | os.PathLike | None = None) -> str:
+        """Write the whole run state (labelled by its epoch) and return the directory.
+
+        Args:
+            directory: where to write; default: the configured checkpoint directory.
+        """
+        if self._state is None:
+            raise RuntimeError("nothing to save: call train() or load_checkpoint() first")
+        store = self._store_for(directory)
+        best = None
+        if self._host["best_params"] is not None:
+            best = {"params": self._host["best_params"],
+                    "model_state": self._host["best_model_state"]}
+        store.save(int(self._state.epoch), self._state, self._meta(), best_params=best)
+        return store.directory
+
+    def load_checkpoint(self, directory: str | os.PathLike | None = None, *,
+                        epoch: int | None = None, best: bool = False) -> TrainingState:
+        """Restore a run; the model gets the restored parameters and ``train`` resumes it.
+
+        Args:
+            directory: checkpoint root (default: the configured directory).
+            epoch: which checkpoint (default: the latest).
+            best: load the best-by-validation checkpoint instead of a periodic one.
+        """
+        store = self._store_for(directory)
+        _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+        like_tx = build_optimizer(self.config.optimizer, self.config.learning_rate, 1)
+        like = Engine(self._graphdef, self.task.objective, like_tx, n_points=1,
+                      batch_size=None).init_state(params, model_state, self._key)
+        like_best = {"params": params, "model_state": model_state}
+        state, meta, best_tree = store.restore(like, epoch, best=best, like_params=like_best)
+        self._state = state
+        self.history = History.from_dict(meta["history"])
+        self.history.truncate(int(state.epoch))
+        bv = meta.get("best_value")
+        self._host = {
+            "best_value": math.inf if bv is None else float(bv),
+            "best_epoch": int(meta.get("best_epoch", 0)),
+            "best_params": None if best_tree is None else best_tree["params"],
+            "best_model_state": None if best_tree is None else best_tree["model_state"],
+            "stopped_early": bool(meta.get("stopped_early", False)),
+        }
+        nnx.update(self.model, _copy(state.params), _copy(state.model_state))
+        return self.training_state
+
+    def _store_for(self, directory) -> CheckpointStore:
+        if directory is None:
+            store = self._checkpoint_store()
+            if store is None:
+                raise ValueError(
+                    "no checkpoint directory: pass directory=... or set "
+                    "TrainingConfig(checkpoint=CheckpointConfig(directory=...)) or run_dir"
+                )
+            return store
+        c = self.config.checkpoint
+        return CheckpointStore(directory, max_to_keep=c.max_to_keep, keep_best=c.keep_best)
+
+    # -------------------------------------------------------------- host loop
+    def _periods(self, has_val: bool, show: bool) -> tuple[int, list[int]]:
+        cfg = self.config
+        log_every = cfg.log_frequency or max(1, cfg.num_epochs // 100)
+        periods = []
+        if show or cfg.run_dir is not None or cfg.log_frequency is not None:
+            periods.append(log_every)
+        if has_val or cfg.early_stopping:
+            periods.append(cfg.validation_frequency)
+        if cfg.checkpoint_frequency and self.config.checkpoint_directory is not None:
+            periods.append(cfg.checkpoint_frequency)
+        chunk = math.gcd(*periods) if periods else cfg.num_epochs
+        return chunk, periods
+
+    def _run(self, engine: Engine, train: PyTree, val: PyTree | None):
+        cfg = self.config
+        show = cfg.verbose and sys.stderr.isatty()
+        chunk, _ = self._periods(val is not None, show)
+        store = self._checkpoint_store()
+        log_file = None
+        if cfg.run_dir is not None:
+            os.makedirs(cfg.run_dir, exist_ok=True)
+            cfg.save(os.path.join(cfg.run_dir, "config.yaml"))
+            log_file = open(os.path.join(cfg.run_dir, "metrics.jsonl"), "a")
+        epoch = int(self._state.epoch)
+        bar = tqdm(total=cfg.num_epochs, initial=epoch, unit="epoch", disable=not show,
+                   dynamic_ncols=True, desc="training")
+        t_start = time.perf_counter() - (self.history["wall_time"][-1]
+                                         if self.history.get("wall_time") else 0.0)
+        steps_done, train_seconds = 0, 0.0
+        try:
+            while epoch < cfg.num_epochs:
+                k = min(chunk, cfg.num_epochs - epoch)
+                t0 = time.perf_counter()
+                traces = engine.trace_count
+                self._state, metrics = engine.run_chunk(self._state, train, None, n_epochs=k)
+                metrics = jax.device_get(metrics)  # the one host sync per chunk
+                t1 = time.perf_counter()
+                if engine.trace_count == traces:
+                    steps_done += k * engine.steps_per_epoch
+                    train_seconds += t1 - t0
+                else:
+                    self.diagnostics["compile_and_first_chunk_s"] = t1 - t0
+                epochs = list(range(epoch + 1, epoch + k + 1))
+                t_prev = t0 - t_start
+                walls = [t_prev + (t1 - t0) * (i + 1) / k for i in range(k)]
+                named = {("train_loss" if n == "loss" else n): v for n, v in metrics.items()}
+                named["nonfinite_steps"] = named.pop("nonfinite")
+                self.history.add_epochs(epochs, named, wall_time=walls)
+                epoch += k
+                if log_file is not None:
+                    for i, e in enumerate(epochs):
+                        rec = {"epoch": e, **{n: float(v[i]) for n, v in named.items()},
+                               "wall_time": walls[i]}
+                        log_file.write(json.dumps(rec) + "\n")
+                postfix = {"loss": f"{named['train_loss'][-1]:.3e}"}
+                stop = False
+                if (val is not None or cfg.early_stopping) and (
+                    epoch % cfg.validation_frequency == 0 or epoch == cfg.num_epochs
+                ):
+                    stop = self._validate(engine, epoch, val, named, store, log_file, postfix)
+                if store is not None and cfg.checkpoint_frequency and (
+                    epoch % cfg.checkpoint_frequency == 0
+                ):
+                    self.save_checkpoint()
+                if train_seconds > 0:
+                    postfix["steps/s"] = f"{steps_done / train_seconds:.0f}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(k)
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            logger.warning("training interrupted at epoch %d", int(self._state.epoch))
+            if store is not None:
+                self.save_checkpoint()
+            self._finish(final=False)
+            raise
+        finally:
+            bar.close()
+            if log_file is not None:
+                log_file.close()
+        if train_seconds > 0:
+            self.diagnostics["steps_per_second"] = steps_done / train_seconds
+        self._finish(final=True)
+        if store is not None and cfg.checkpoint.save_final:
+            self.save_checkpoint()
+        if cfg.run_dir is not None:
+            self.history.to_json(os.path.join(cfg.run_dir, "history.json"))
+        return self.model, self.history
+
+    def _validate(self, engine, epoch, val, named, store, log_file, postfix) -> bool:
+        cfg = self.config
+        if val is not None:
+            vm = {f"val_{k}": float(v) for k, v in engine.evaluate(self._state, val).items()}
+            self.history.add_validation(epoch, vm)
+            value = vm["val_loss"]
+            postfix["val"] = f"{value:.3e}"
+            if log_file is not None:
+                log_file.write(json.dumps({"epoch": epoch, **vm}) + "\n")
+        else:
+            value = float(named["train_loss"][-1])
+        h = self._host
+        improved = math.isfinite(value) and value < h["best_value"] - cfg.min_delta
+        if improved:
+            h["best_value"], h["best_epoch"] = value, epoch
+            if cfg.validation.restore_best:
+                h["best_params"] = _copy(self._state.params)
+                h["best_model_state"] = _copy(self._state.model_state)
+            if store is not None and cfg.checkpoint.keep_best and val is not None:
+                store.save(epoch, self._state, self._meta(), best=True)
+        patience = cfg.effective_patience
+        if patience is not None and epoch - h["best_epoch"] >= patience:
+            h["stopped_early"] = True
+            self.history.set_event("stopped_early", True)
+            self.history.set_event("stop_epoch", epoch)
+            logger.info("early stopping at epoch %d (best %.4e at epoch %d)", epoch,
+                        h["best_value"], h["best_epoch"])
+            return True
+        return False
+
+    def _finish(self, *, final: bool) -> None:
+        h = self._host
+        params, model_state = self._state.params, self._state.model_state
+        if final and self.config.validation.restore_best and h["best_params"] is not None:
+            params, model_state = h["best_params"], h["best_model_state"]
+            self.history.set_event("restored_epoch", h["best_epoch"])
+        nnx.update(self.model, _copy(params), _copy(model_state))
+

@@ -1,0 +1,3 @@
+"""Neural network models."""
+
+from opifex.neural.base import StandardMLP as StandardMLP

@@ -1,0 +1,6 @@
+"""Training policy built on :mod:`opifex.core.training`."""
+
+from opifex.core.training.config import TrainingConfig as TrainingConfig
+from opifex.core.training.history import History as History
+from opifex.core.training.state import TrainingState as TrainingState
+from opifex.core.training.trainer import Trainer as Trainer

@@ -1,0 +1,163 @@
+import dataclasses
+
+import pytest
+
+from opifex.core.training.config import (
+    CheckpointConfig,
+    LossConfig,
+    OptimizerConfig,
+    TrainingConfig,
+    ValidationConfig,
+)
+from opifex.core.training.physics_configs import (
+    BoundaryConfig,
+    ConservationConfig,
+    DFTConfig,
+    LoggingConfig,
+    MetricsTrackingConfig,
+    MultiScaleConfig,
+    QuantumTrainingConfig,
+    SCFConfig,
+)
+
+
+def test_documented_example_constructs():
+    cfg = TrainingConfig(num_epochs=1000, batch_size=64, learning_rate=1e-3,
+                         validation_frequency=100, checkpoint_frequency=500,
+                         early_stopping=True, patience=50)
+    assert cfg.effective_patience == 50
+    assert cfg.checkpoint_directory is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(num_epochs=-1), "num_epochs"),
+        (dict(num_epochs=0), "num_epochs"),
+        (dict(num_epochs=2.5), "num_epochs"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(learning_rate=float("nan")), "learning_rate"),
+        (dict(validation_frequency=0), "validation_frequency"),
+        (dict(patience=5), "patience"),
+        (dict(early_stopping=True, patience=0), "patience"),
+        (dict(min_delta=0.1), "min_delta"),
+        (dict(early_stopping=True, min_delta=-1.0), "min_delta"),
+        (dict(seed=-3), "seed"),
+        (dict(optimizer={"name": "adam"}), "optimizer"),
+    ],
+)
+def test_training_config_rejects_bad_values(kwargs, field):
+    with pytest.raises(ValueError, match=f"TrainingConfig.{field}"):
+        TrainingConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(name="adamx"), "name"),
+        (dict(schedule="cosinus"), "schedule"),
+        (dict(schedule="step"), "step_size"),
+        (dict(step_size=10), "step_size"),
+        (dict(schedule="multistep"), "milestones"),
+        (dict(schedule="multistep", milestones=(5, 3)), "milestones"),
+        (dict(cosine_alpha=1.5), "cosine_alpha"),
+        (dict(decay_rate=0.0), "decay_rate"),
+        (dict(clip_norm=0.0), "clip_norm"),
+        (dict(clip_value=-1.0), "clip_value"),
+        (dict(gradient_accumulation_steps=0), "gradient_accumulation_steps"),
+        (dict(name="adam", nesterov=True), "nesterov"),
+        (dict(name="lbfgs", schedule="cosine"), "schedule"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+    ],
+)
+def test_optimizer_config_rejects_bad_values(kwargs, field):
+    with pytest.raises(ValueError, match=f"OptimizerConfig.{field}"):
+        OptimizerConfig(**kwargs)
+
+
+def test_error_lists_accepted_values():
+    with pytest.raises(ValueError, match="'adam', 'adamw', 'sgd'"):
+        OptimizerConfig(name="adamx")
+    with pytest.raises(ValueError, match="'mse', 'mae', 'relative_l2'"):
+        LossConfig(loss_type="l2")
+
+
+def test_frozen_and_keyword_only():
+    cfg = TrainingConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.num_epochs = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        TrainingConfig(10)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "slot, value",
+    [
+        ("conservation_config", ConservationConfig(laws=["energy", "momentum"],
+                                                   energy_tolerance=1e-6)),
+        ("multiscale_config", MultiScaleConfig(scales=["molecular", "atomic"],
+                                               weights={"molecular": 0.5, "atomic": 0.5})),
+        ("boundary_config", BoundaryConfig()),
+        ("quantum_config", QuantumTrainingConfig()),
+        ("dft_config", DFTConfig()),
+        ("scf_config", SCFConfig()),
+        ("metrics_tracking_config", MetricsTrackingConfig()),
+        ("logging_config", LoggingConfig()),
+    ],
+)
+def test_unbuilt_physics_slots_refuse_instead_of_ignoring(slot, value):
+    with pytest.raises(NotImplementedError, match=slot):
+        TrainingConfig(**{slot: value})
+
+
+def test_physics_slot_type_checked():
+    with pytest.raises(ValueError, match="conservation_config"):
+        TrainingConfig(conservation_config={"laws": ["energy"]})
+
+
+def test_physics_configs_validate():
+    with pytest.raises(ValueError, match="laws"):
+        ConservationConfig(laws=["enrgy"])
+    with pytest.raises(ValueError, match="weights"):
+        MultiScaleConfig(scales=["a", "b"], weights={"a": 1.0})
+
+
+def _full_config():
+    return TrainingConfig(
+        num_epochs=7, batch_size=4, learning_rate=3e-3, validation_frequency=2,
+        checkpoint_frequency=3, early_stopping=True, patience=4, min_delta=1e-4, seed=5,
+        optimizer=OptimizerConfig(name="sgd", schedule="multistep", milestones=(10, 20),
+                                  gamma=0.5, nesterov=True, clip_norm=1.0),
+        loss=LossConfig(loss_type="relative_l2"),
+        validation=ValidationConfig(restore_best=True, batch_size=16),
+        checkpoint=CheckpointConfig(directory="/tmp/x", max_to_keep=2),
+    )
+
+
+def test_dict_round_trip():
+    cfg = _full_config()
+    d = cfg.to_dict()
+    assert d["optimizer"]["milestones"] == [10, 20]
+    assert TrainingConfig.from_dict(d) == cfg
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_file_round_trip(tmp_path, suffix):
+    cfg = _full_config()
+    path = tmp_path / f"cfg{suffix}"
+    cfg.save(path)
+    assert TrainingConfig.load(path) == cfg
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown field.*'epochs'.*valid fields"):
+        TrainingConfig.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match="OptimizerConfig: unknown field"):
+        TrainingConfig.from_dict({"optimizer": {"nam": "adam"}})
+
+
+def test_checkpoint_directory_defaults_to_run_dir():
+    assert TrainingConfig(run_dir="runs/a").checkpoint_directory.endswith("runs/a/checkpoints")
+    cfg = TrainingConfig(run_dir="runs/a", checkpoint=CheckpointConfig(directory="ck"))
+    assert cfg.checkpoint_directory == "ck"

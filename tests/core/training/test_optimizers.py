@@ -1,0 +1,144 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from opifex.core.training.config import OPTIMIZERS, OptimizerConfig
+from opifex.core.training.optimizers import (
+    build_optimizer,
+    build_schedule,
+    current_learning_rate,
+    get_lr_scale,
+    set_lr_scale,
+)
+
+TARGET = jnp.array([3.0, -2.0, 0.5])
+
+
+def quad(p):
+    return jnp.sum((p["w"] - TARGET) ** 2)
+
+
+def run(tx, params, steps):
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = jax.value_and_grad(quad)(params)
+        updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=quad)
+        return optax.apply_updates(params, updates), state
+
+    for _ in range(steps):
+        params, state = step(params, state)
+    return params, state
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_minimises_a_quadratic(name):
+    lr = {"lbfgs": 1.0, "sgd": 0.05, "adagrad": 0.5}.get(name, 0.05)
+    tx = build_optimizer(OptimizerConfig(name=name), lr, total_steps=300)
+    p0 = {"w": jnp.zeros(3)}
+    p, _ = run(tx, p0, 300)
+    assert float(quad(p)) < 1e-2 * float(quad(p0)), name
+
+
+def test_lbfgs_converges_fast():
+    tx = build_optimizer(OptimizerConfig(name="lbfgs"), 1.0, total_steps=10)
+    p, _ = run(tx, {"w": jnp.zeros(3)}, 5)
+    np.testing.assert_allclose(p["w"], TARGET, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cfg, checks",
+    [
+        (dict(schedule="constant"), {0: 1.0, 50: 1.0, 99: 1.0}),
+        (dict(schedule="cosine", cosine_alpha=0.1),
+         {0: 1.0, 50: 0.1 + 0.9 * 0.5, 100: 0.1}),
+        (dict(schedule="exponential", decay_rate=0.5), {0: 1.0, 50: math.sqrt(0.5), 100: 0.5}),
+        (dict(schedule="linear", end_factor=0.2), {0: 1.0, 50: 0.6, 100: 0.2}),
+        (dict(schedule="step", step_size=30, gamma=0.5), {29: 1.0, 30: 0.5, 61: 0.25}),
+        (dict(schedule="multistep", milestones=(10, 70), gamma=0.1),
+         {9: 1.0, 10: 0.1, 69: 0.1, 70: 0.01}),
+        (dict(schedule="cosine", warmup_steps=20), {0: 0.0, 10: 0.5, 20: 1.0, 60: 0.5, 100: 0.0}),
+    ],
+)
+def test_schedule_values(cfg, checks):
+    sched = build_schedule(OptimizerConfig(**cfg), 1.0, total_steps=100)
+    for step, want in checks.items():
+        assert float(sched(step)) == pytest.approx(want, rel=1e-5, abs=1e-7), (cfg, step)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_schedule_scales_the_update_not_the_gradient(name):
+    """Adam's update is invariant to a gradient pre-scale; the schedule must still act."""
+    lr = 0.1
+    const = build_optimizer(OptimizerConfig(name=name), lr, total_steps=100)
+    sched = build_optimizer(OptimizerConfig(name=name, schedule="linear", end_factor=0.0),
+                            lr, total_steps=100)
+    params = {"w": jnp.ones(3)}
+    grads = [{"w": jnp.array([1.0, -2.0, 0.5]) * (i + 1)} for i in range(60)]
+    sc, ss = const.init(params), sched.init(params)
+    for i, g in enumerate(grads):
+        uc, sc = const.update(g, sc, params)
+        us, ss = sched.update(g, ss, params)
+        want = 1.0 - i / 100  # linear decay from lr at step i
+        np.testing.assert_allclose(us["w"], uc["w"] * want, rtol=1e-5)
+    assert float(current_learning_rate(ss)) == pytest.approx(lr * (1 - 59 / 100), rel=1e-5)
+
+
+def test_lr_scale_changes_updates_without_recompiling():
+    tx = build_optimizer(OptimizerConfig(name="adam"), 0.1, total_steps=10)
+    params = {"w": jnp.ones(3)}
+    traces = []
+
+    @jax.jit
+    def update(state, g):
+        traces.append(1)
+        return tx.update(g, state, params)
+
+    g = {"w": jnp.array([1.0, 2.0, 3.0])}
+    s0 = tx.init(params)
+    u_full, _ = update(s0, g)
+    s_half = set_lr_scale(s0, 0.5)
+    u_half, _ = update(s_half, g)
+    np.testing.assert_allclose(u_half["w"], 0.5 * u_full["w"], rtol=1e-6)
+    assert float(get_lr_scale(s_half)) == 0.5
+    assert len(traces) == 1
+
+
+def test_clip_by_norm_bounds_the_update():
+    tx = build_optimizer(OptimizerConfig(name="sgd", momentum=0.0, clip_norm=0.5), 1.0, 10)
+    params = {"w": jnp.zeros(4)}
+    u, _ = tx.update({"w": jnp.array([300.0, -400.0, 0.0, 0.0])}, tx.init(params), params)
+    assert float(optax.tree.norm(u)) == pytest.approx(0.5, rel=1e-6)
+    np.testing.assert_allclose(u["w"], [-0.3, 0.4, 0.0, 0.0], rtol=1e-6)
+
+
+def test_clip_by_value_bounds_each_entry():
+    tx = build_optimizer(OptimizerConfig(name="sgd", momentum=0.0, clip_value=0.1), 1.0, 10)
+    params = {"w": jnp.zeros(3)}
+    u, _ = tx.update({"w": jnp.array([5.0, -0.05, -7.0])}, tx.init(params), params)
+    np.testing.assert_allclose(u["w"], [-0.1, 0.05, 0.1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_weight_decay_shrinks_parameters(name):
+    cfg = OptimizerConfig(name=name, weight_decay=0.1, momentum=0.0)
+    tx = build_optimizer(cfg, 0.5, 10)
+    params = {"w": jnp.array([2.0, -4.0])}
+    u, _ = tx.update({"w": jnp.zeros(2)}, tx.init(params), params)
+    np.testing.assert_allclose(u["w"], -0.5 * 0.1 * params["w"], rtol=1e-5)
+
+
+def test_gradient_accumulation_averages_microbatches():
+    acc = build_optimizer(OptimizerConfig(name="sgd", momentum=0.0,
+                                          gradient_accumulation_steps=2), 1.0, 10)
+    params = {"w": jnp.zeros(2)}
+    s = acc.init(params)
+    u1, s = acc.update({"w": jnp.array([1.0, 2.0])}, s, params)
+    np.testing.assert_allclose(u1["w"], 0.0)
+    u2, s = acc.update({"w": jnp.array([3.0, 6.0])}, s, params)
+    np.testing.assert_allclose(u2["w"], [-2.0, -4.0], rtol=1e-6)
