@@ -86,8 +86,15 @@ class StandardMLP(nnx.Module):
         init = nnx.initializers.glorot_normal()
         self.layers = nnx.List(
             [
-                nnx.Linear(a, b, use_bias=use_bias, kernel_init=init, param_dtype=dtype,
-                           dtype=dtype, rngs=rngs)
+                nnx.Linear(
+                    a,
+                    b,
+                    use_bias=use_bias,
+                    kernel_init=init,
+                    param_dtype=dtype,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
                 for a, b in zip(sizes[:-1], sizes[1:], strict=True)
             ]
         )

@@ -68,7 +68,9 @@ class _ConfigBase:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
         if not isinstance(data, Mapping):
-            raise TypeError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
+            raise TypeError(
+                f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}"
+            )
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - names)
         if unknown:

@@ -35,7 +35,8 @@ def _to_raw(tree: PyTree) -> PyTree:
 def _from_raw(raw: PyTree, like: PyTree) -> PyTree:
     return jax.tree.map(
         lambda r, x: jr.wrap_key_data(r, impl=jr.key_impl(x)) if _is_typed_key(x) else r,
-        raw, like,
+        raw,
+        like,
     )
 
 
@@ -52,8 +53,9 @@ class CheckpointStore:
         keep_best: also maintain ``best/`` with the lowest-validation-loss checkpoint.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3,
-                 keep_best: bool = True) -> None:
+    def __init__(
+        self, directory: str | os.PathLike, *, max_to_keep: int = 3, keep_best: bool = True
+    ) -> None:
         self.directory = os.path.abspath(os.fspath(directory))
         opts = dict(enable_async_checkpointing=False, create=True)
         self._steps = ocp.CheckpointManager(
@@ -76,14 +78,23 @@ class CheckpointStore:
             return self._best
         return self._steps
 
-    def save(self, epoch: int, state: PyTree, meta: dict, *, best_params: PyTree = None,
-             best: bool = False) -> None:
+    def save(
+        self,
+        epoch: int,
+        state: PyTree,
+        meta: dict,
+        *,
+        best_params: PyTree = None,
+        best: bool = False,
+    ) -> None:
         """Write a checkpoint labelled ``epoch`` (replacing one with the same label)."""
         mgr = self._manager(best)
         if epoch in mgr.all_steps():
             mgr.delete(epoch)
-        items = {"state": ocp.args.StandardSave(_to_raw(state)),
-                 "meta": ocp.args.JsonSave({**meta, "has_best_params": best_params is not None})}
+        items = {
+            "state": ocp.args.StandardSave(_to_raw(state)),
+            "meta": ocp.args.JsonSave({**meta, "has_best_params": best_params is not None}),
+        }
         if best_params is not None:
             items["best_params"] = ocp.args.StandardSave(best_params)
         mgr.save(epoch, args=ocp.args.Composite(**items))
@@ -93,8 +104,14 @@ class CheckpointStore:
         """Epoch labels of the checkpoints present."""
         return sorted(self._manager(best).all_steps())
 
-    def restore(self, like_state: PyTree, epoch: int | None = None, *, best: bool = False,
-                like_params: PyTree = None) -> tuple[PyTree, dict, PyTree]:
+    def restore(
+        self,
+        like_state: PyTree,
+        epoch: int | None = None,
+        *,
+        best: bool = False,
+        like_params: PyTree = None,
+    ) -> tuple[PyTree, dict, PyTree]:
         """Restore ``(state, meta, best_params)``; ``like_*`` give the tree structure.
 
         Raises:

@@ -97,7 +97,9 @@ class OptimizerConfig(_ConfigBase):
         if not isinstance(self.milestones, tuple) or any(
             isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.milestones
         ):
-            _fail(c, "milestones", f"must be a tuple of positive step counts, got {self.milestones!r}")
+            _fail(
+                c, "milestones", f"must be a tuple of positive step counts, got {self.milestones!r}"
+            )
         if list(self.milestones) != sorted(set(self.milestones)):
             _fail(c, "milestones", f"must be strictly increasing, got {self.milestones!r}")
         if self.schedule == "step" and self.step_size is None:
@@ -121,11 +123,18 @@ class OptimizerConfig(_ConfigBase):
         _check_int(c, "lbfgs_memory_size", self.lbfgs_memory_size, 1)
         if self.name == "lbfgs":
             if self.schedule != "constant" or self.warmup_steps:
-                _fail(c, "schedule", "L-BFGS chooses its step by line search; use "
-                      "schedule='constant' and warmup_steps=0 with name='lbfgs'")
+                _fail(
+                    c,
+                    "schedule",
+                    "L-BFGS chooses its step by line search; use "
+                    "schedule='constant' and warmup_steps=0 with name='lbfgs'",
+                )
             if self.gradient_accumulation_steps != 1:
-                _fail(c, "gradient_accumulation_steps",
-                      "L-BFGS needs exact full gradients; use 1 with name='lbfgs'")
+                _fail(
+                    c,
+                    "gradient_accumulation_steps",
+                    "L-BFGS needs exact full gradients; use 1 with name='lbfgs'",
+                )
             if self.weight_decay:
                 _fail(c, "weight_decay", "is not supported with name='lbfgs'; use 0.0")
 
@@ -268,17 +277,26 @@ class TrainingConfig(_ConfigBase):
         _check_int(c, "checkpoint_frequency", self.checkpoint_frequency, 1, optional=True)
         _check_int(c, "patience", self.patience, 1, optional=True)
         if self.patience is not None and not self.early_stopping:
-            _fail(c, "patience", "is set but early_stopping=False; set early_stopping=True "
-                  "or leave patience unset")
+            _fail(
+                c,
+                "patience",
+                "is set but early_stopping=False; set early_stopping=True or leave patience unset",
+            )
         _check_float(c, "min_delta", self.min_delta, low=0.0)
         if self.min_delta and not self.early_stopping:
             _fail(c, "min_delta", "is set but early_stopping=False; set early_stopping=True")
         _check_int(c, "seed", self.seed, 0)
         _check_int(c, "log_frequency", self.log_frequency, 1, optional=True)
-        for name, cls in (("optimizer", OptimizerConfig), ("loss", LossConfig),
-                          ("validation", ValidationConfig), ("checkpoint", CheckpointConfig)):
+        for name, cls in (
+            ("optimizer", OptimizerConfig),
+            ("loss", LossConfig),
+            ("validation", ValidationConfig),
+            ("checkpoint", CheckpointConfig),
+        ):
             if not isinstance(getattr(self, name), cls):
-                _fail(c, name, f"must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+                _fail(
+                    c, name, f"must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
+                )
         for name, (cls, feature) in _PHYSICS_SLOTS.items():
             value = getattr(self, name)
             if value is None:

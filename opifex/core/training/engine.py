@@ -38,8 +38,9 @@ from flax import nnx, struct
 from opifex.core.training.optimizers import current_learning_rate
 
 PyTree = Any
-Objective = Callable[[nnx.Module, PyTree, jax.Array, PyTree, jax.Array],
-                     tuple[jax.Array, dict[str, jax.Array]]]
+Objective = Callable[
+    [nnx.Module, PyTree, jax.Array, PyTree, jax.Array], tuple[jax.Array, dict[str, jax.Array]]
+]
 EvalFn = Callable[[nnx.Module, PyTree], dict[str, jax.Array]]
 
 
@@ -169,7 +170,10 @@ class Engine:
                 value=loss,
                 grad=grads,
                 value_fn=lambda p: self.objective(
-                    nnx.merge(self.graphdef, p, state.model_state), batch, weights, whole,
+                    nnx.merge(self.graphdef, p, state.model_state),
+                    batch,
+                    weights,
+                    whole,
                     step_key,
                 )[0],
             )
@@ -183,11 +187,17 @@ class Engine:
             model_state=_select(ok, new_ms, state.model_state),
             step=state.step + 1,
             key=key,
-            recovery={**state.recovery,
-                      "nonfinite_steps": state.recovery["nonfinite_steps"] + (~ok)},
+            recovery={
+                **state.recovery,
+                "nonfinite_steps": state.recovery["nonfinite_steps"] + (~ok),
+            },
         )
-        out = {"loss": loss, "grad_norm": grad_norm, "nonfinite": (~ok).astype(jnp.int32),
-               **metrics}
+        out = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "nonfinite": (~ok).astype(jnp.int32),
+            **metrics,
+        }
         return state, out
 
     # ----------------------------------------------------------------- epoch
@@ -196,7 +206,8 @@ class Engine:
             weights = jnp.ones((self.n_points,), jnp.float32)
             state, m = self._step(state, batched, weights, whole)
             return state.replace(epoch=state.epoch + 1), {
-                **m, "learning_rate": current_learning_rate(state.opt_state)
+                **m,
+                "learning_rate": current_learning_rate(state.opt_state),
             }
 
         n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
@@ -216,8 +227,9 @@ class Engine:
 
         state, (ms, counts) = jax.lax.scan(body, state, (idx, w))
         frac = counts / n
-        out = {k: jnp.sum(v * frac) if k not in ("nonfinite",) else jnp.sum(v)
-               for k, v in ms.items()}
+        out = {
+            k: jnp.sum(v * frac) if k not in ("nonfinite",) else jnp.sum(v) for k, v in ms.items()
+        }
         out["grad_norm"] = jnp.mean(ms["grad_norm"])
         out["learning_rate"] = current_learning_rate(state.opt_state)
         return state.replace(epoch=state.epoch + 1), out
@@ -225,8 +237,9 @@ class Engine:
     # ----------------------------------------------------------------- chunk
     def _run_chunk(self, state: TrainState, batched, whole, n_epochs: int):
         self.trace_count += 1  # runs at trace time only
-        return jax.lax.scan(lambda s, _: self._epoch(s, batched, whole), state, None,
-                            length=n_epochs)
+        return jax.lax.scan(
+            lambda s, _: self._epoch(s, batched, whole), state, None, length=n_epochs
+        )
 
     def run_chunk(
         self, state: TrainState, batched: PyTree, whole: PyTree = None, *, n_epochs: int

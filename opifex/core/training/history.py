@@ -94,8 +94,11 @@ class History(Mapping):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain lists and numbers (JSON-serialisable)."""
-        return {"series": {k: list(v) for k, v in self._series.items()},
-                "summary": self.summary, "events": dict(self._events)}
+        return {
+            "series": {k: list(v) for k, v in self._series.items()},
+            "summary": self.summary,
+            "events": dict(self._events),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:

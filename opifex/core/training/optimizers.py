@@ -129,8 +129,9 @@ def _is_inject_state(x: Any) -> bool:
 
 
 def _map_inject_states(opt_state: Any, fn: Callable[[Any], Any]) -> Any:
-    return jax.tree.map(lambda s: fn(s) if _is_inject_state(s) else s, opt_state,
-                        is_leaf=_is_inject_state)
+    return jax.tree.map(
+        lambda s: fn(s) if _is_inject_state(s) else s, opt_state, is_leaf=_is_inject_state
+    )
 
 
 def set_lr_scale(opt_state: Any, scale: float | jax.Array) -> Any:

@@ -55,8 +55,9 @@ class ConservationConfig(_ConfigBase):
         _as_tuple(self, "laws")
         _check_names("ConservationConfig", "laws", self.laws, CONSERVATION_LAWS)
         for law in CONSERVATION_LAWS:
-            _check_float("ConservationConfig", f"{law}_tolerance",
-                         getattr(self, f"{law}_tolerance"), low=0.0)
+            _check_float(
+                "ConservationConfig", f"{law}_tolerance", getattr(self, f"{law}_tolerance"), low=0.0
+            )
         _check_float("ConservationConfig", "weight", self.weight, low=0.0)
 
 
@@ -72,8 +73,11 @@ class MultiScaleConfig(_ConfigBase):
         _check_names("MultiScaleConfig", "scales", self.scales)
         if self.weights is not None:
             if set(self.weights) != set(self.scales):
-                _fail("MultiScaleConfig", "weights",
-                      f"keys {sorted(self.weights)} must match scales {list(self.scales)}")
+                _fail(
+                    "MultiScaleConfig",
+                    "weights",
+                    f"keys {sorted(self.weights)} must match scales {list(self.scales)}",
+                )
             for k, w in self.weights.items():
                 _check_float("MultiScaleConfig", f"weights[{k!r}]", w, low=0.0)
 
@@ -120,8 +124,7 @@ class DFTConfig(_ConfigBase):
         _check_int("DFTConfig", "grid_points", self.grid_points, 8)
         _check_float("DFTConfig", "box_length", self.box_length, low=0.0, low_open=True)
         _check_int("DFTConfig", "n_electrons", self.n_electrons, 1)
-        _check_choice("DFTConfig", "interaction", self.interaction,
-                      ("soft_coulomb", "exponential"))
+        _check_choice("DFTConfig", "interaction", self.interaction, ("soft_coulomb", "exponential"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -161,5 +164,7 @@ class LoggingConfig(_ConfigBase):
 
     def __post_init__(self) -> None:
         _as_tuple(self, "backends")
-        _check_names("LoggingConfig", "backends", self.backends, ("console", "jsonl", "tensorboard"))
+        _check_names(
+            "LoggingConfig", "backends", self.backends, ("console", "jsonl", "tensorboard")
+        )
         _check_int("LoggingConfig", "frequency", self.frequency, 1)

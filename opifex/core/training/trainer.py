@@ -172,8 +172,13 @@ class Trainer:
         history: the :class:`History` of the current run.
     """
 
-    def __init__(self, model: nnx.Module, config: TrainingConfig | None = None, *,
-                 rngs: nnx.Rngs | None = None) -> None:
+    def __init__(
+        self,
+        model: nnx.Module,
+        config: TrainingConfig | None = None,
+        *,
+        rngs: nnx.Rngs | None = None,
+    ) -> None:
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
         if config is None:
@@ -203,8 +208,13 @@ class Trainer:
         return SupervisedTask(self.config)
 
     def _fresh_host(self) -> dict[str, Any]:
-        return {"best_value": math.inf, "best_epoch": 0, "best_params": None,
-                "best_model_state": None, "stopped_early": False}
+        return {
+            "best_value": math.inf,
+            "best_epoch": 0,
+            "best_params": None,
+            "best_model_state": None,
+            "stopped_early": False,
+        }
 
     def _total_steps(self, steps_per_epoch: int) -> int:
         acc = self.config.optimizer.gradient_accumulation_steps
@@ -219,9 +229,15 @@ class Trainer:
         spe = math.ceil(n_points / (n_points if bs is None else min(bs, n_points)))
         tx = build_optimizer(cfg.optimizer, cfg.learning_rate, self._total_steps(spe))
         self._engine = Engine(
-            self._graphdef, self.task.objective, tx, n_points=n_points, batch_size=bs,
-            shuffle=cfg.shuffle, uses_value_fn=needs_value_fn(cfg.optimizer),
-            eval_graphdef=self._eval_graphdef, eval_fn=self.task.eval_fn,
+            self._graphdef,
+            self.task.objective,
+            tx,
+            n_points=n_points,
+            batch_size=bs,
+            shuffle=cfg.shuffle,
+            uses_value_fn=needs_value_fn(cfg.optimizer),
+            eval_graphdef=self._eval_graphdef,
+            eval_fn=self.task.eval_fn,
         )
         self._engine_key = key
         return self._engine
@@ -236,8 +252,9 @@ class Trainer:
             return None
         if self._store is None:
             c = self.config.checkpoint
-            self._store = CheckpointStore(directory, max_to_keep=c.max_to_keep,
-                                          keep_best=c.keep_best)
+            self._store = CheckpointStore(
+                directory, max_to_keep=c.max_to_keep, keep_best=c.keep_best
+            )
         return self._store
 
     # --------------------------------------------------------------- public
@@ -275,8 +292,11 @@ class Trainer:
             vb = min(cfg.validation.batch_size or probe, jax.tree.leaves(val)[0].shape[0])
             self.task.check_model("val_data", self._graphdef, params, model_state, val, vb)
         engine = self._build_engine(n)
-        if (self._state is None or int(self._state.epoch) >= cfg.num_epochs
-                or self._host["stopped_early"]):
+        if (
+            self._state is None
+            or int(self._state.epoch) >= cfg.num_epochs
+            or self._host["stopped_early"]
+        ):
             self._state = self._new_state(engine)
             self.history = History()
             self._host = self._fresh_host()
@@ -285,7 +305,7 @@ class Trainer:
     fit = train
 
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Metrics of the current model on ``(x, y)``: the configured loss, mse, mae, relative_l2."""
+        """Metrics of the current model on ``(x, y)``: configured loss, mse, mae, relative_l2."""
         d = self.task.prepare("data", data)
         n = jax.tree.leaves(d)[0].shape[0]
         engine = self._engine or self._build_engine(n)
@@ -298,17 +318,22 @@ class Trainer:
         s = self._state
         if s is None:
             _, params, model_state = nnx.split(self.model, nnx.Param, ...)
-            return TrainingState(params=_copy(params), model_state=_copy(model_state),
-                                 diagnostics=dict(self.diagnostics))
+            return TrainingState(
+                params=_copy(params),
+                model_state=_copy(model_state),
+                diagnostics=dict(self.diagnostics),
+            )
         from opifex.core.training.optimizers import current_learning_rate
 
         return TrainingState(
-            epoch=int(s.epoch), step=int(s.step),
+            epoch=int(s.epoch),
+            step=int(s.step),
             best_val_loss=float(self._host["best_value"]),
             best_epoch=int(self._host["best_epoch"]),
             nonfinite_steps=int(s.recovery["nonfinite_steps"]),
             learning_rate=float(current_learning_rate(s.opt_state)),
-            params=_copy(s.params), opt_state=_copy(s.opt_state),
+            params=_copy(s.params),
+            opt_state=_copy(s.opt_state),
             model_state=_copy(s.model_state),
             diagnostics=dict(self.diagnostics),
         )
@@ -335,13 +360,20 @@ class Trainer:
         store = self._store_for(directory)
         best = None
         if self._host["best_params"] is not None:
-            best = {"params": self._host["best_params"],
-                    "model_state": self._host["best_model_state"]}
+            best = {
+                "params": self._host["best_params"],
+                "model_state": self._host["best_model_state"],
+            }
         store.save(int(self._state.epoch), self._state, self._meta(), best_params=best)
         return store.directory
 
-    def load_checkpoint(self, directory: str | os.PathLike | None = None, *,
-                        epoch: int | None = None, best: bool = False) -> TrainingState:
+    def load_checkpoint(
+        self,
+        directory: str | os.PathLike | None = None,
+        *,
+        epoch: int | None = None,
+        best: bool = False,
+    ) -> TrainingState:
         """Restore a run; the model gets the restored parameters and ``train`` resumes it.
 
         Args:
@@ -352,8 +384,9 @@ class Trainer:
         store = self._store_for(directory)
         _, params, model_state = nnx.split(self.model, nnx.Param, ...)
         like_tx = build_optimizer(self.config.optimizer, self.config.learning_rate, 1)
-        like = Engine(self._graphdef, self.task.objective, like_tx, n_points=1,
-                      batch_size=None).init_state(params, model_state, self._key)
+        like = Engine(
+            self._graphdef, self.task.objective, like_tx, n_points=1, batch_size=None
+        ).init_state(params, model_state, self._key)
         like_best = {"params": params, "model_state": model_state}
         state, meta, best_tree = store.restore(like, epoch, best=best, like_params=like_best)
         self._state = state
@@ -407,10 +440,17 @@ class Trainer:
             cfg.save(os.path.join(cfg.run_dir, "config.yaml"))
             log_file = open(os.path.join(cfg.run_dir, "metrics.jsonl"), "a")
         epoch = int(self._state.epoch)
-        bar = tqdm(total=cfg.num_epochs, initial=epoch, unit="epoch", disable=not show,
-                   dynamic_ncols=True, desc="training")
-        t_start = time.perf_counter() - (self.history["wall_time"][-1]
-                                         if self.history.get("wall_time") else 0.0)
+        bar = tqdm(
+            total=cfg.num_epochs,
+            initial=epoch,
+            unit="epoch",
+            disable=not show,
+            dynamic_ncols=True,
+            desc="training",
+        )
+        t_start = time.perf_counter() - (
+            self.history["wall_time"][-1] if self.history.get("wall_time") else 0.0
+        )
         steps_done, train_seconds = 0, 0.0
         try:
             while epoch < cfg.num_epochs:
@@ -434,8 +474,11 @@ class Trainer:
                 epoch += k
                 if log_file is not None:
                     for i, e in enumerate(epochs):
-                        rec = {"epoch": e, **{n: float(v[i]) for n, v in named.items()},
-                               "wall_time": walls[i]}
+                        rec = {
+                            "epoch": e,
+                            **{n: float(v[i]) for n, v in named.items()},
+                            "wall_time": walls[i],
+                        }
                         log_file.write(json.dumps(rec) + "\n")
                 postfix = {"loss": f"{named['train_loss'][-1]:.3e}"}
                 stop = False
@@ -443,8 +486,10 @@ class Trainer:
                     epoch % cfg.validation_frequency == 0 or epoch == cfg.num_epochs
                 ):
                     stop = self._validate(engine, epoch, val, named, store, log_file, postfix)
-                if store is not None and cfg.checkpoint_frequency and (
-                    epoch % cfg.checkpoint_frequency == 0
+                if (
+                    store is not None
+                    and cfg.checkpoint_frequency
+                    and (epoch % cfg.checkpoint_frequency == 0)
                 ):
                     self.save_checkpoint()
                 if train_seconds > 0:
@@ -497,8 +542,12 @@ class Trainer:
             h["stopped_early"] = True
             self.history.set_event("stopped_early", True)
             self.history.set_event("stop_epoch", epoch)
-            logger.info("early stopping at epoch %d (best %.4e at epoch %d)", epoch,
-                        h["best_value"], h["best_epoch"])
+            logger.info(
+                "early stopping at epoch %d (best %.4e at epoch %d)",
+                epoch,
+                h["best_value"],
+                h["best_epoch"],
+            )
             return True
         return False
 
@@ -509,4 +558,3 @@ class Trainer:
             params, model_state = h["best_params"], h["best_model_state"]
             self.history.set_event("restored_epoch", h["best_epoch"])
         nnx.update(self.model, _copy(params), _copy(model_state))
-

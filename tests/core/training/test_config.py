@@ -22,9 +22,15 @@ from opifex.core.training.physics_configs import (
 
 
 def test_documented_example_constructs():
-    cfg = TrainingConfig(num_epochs=1000, batch_size=64, learning_rate=1e-3,
-                         validation_frequency=100, checkpoint_frequency=500,
-                         early_stopping=True, patience=50)
+    cfg = TrainingConfig(
+        num_epochs=1000,
+        batch_size=64,
+        learning_rate=1e-3,
+        validation_frequency=100,
+        checkpoint_frequency=500,
+        early_stopping=True,
+        patience=50,
+    )
     assert cfg.effective_patience == 50
     assert cfg.checkpoint_directory is None
 
@@ -94,10 +100,16 @@ def test_frozen_and_keyword_only():
 @pytest.mark.parametrize(
     "slot, value",
     [
-        ("conservation_config", ConservationConfig(laws=["energy", "momentum"],
-                                                   energy_tolerance=1e-6)),
-        ("multiscale_config", MultiScaleConfig(scales=["molecular", "atomic"],
-                                               weights={"molecular": 0.5, "atomic": 0.5})),
+        (
+            "conservation_config",
+            ConservationConfig(laws=["energy", "momentum"], energy_tolerance=1e-6),
+        ),
+        (
+            "multiscale_config",
+            MultiScaleConfig(
+                scales=["molecular", "atomic"], weights={"molecular": 0.5, "atomic": 0.5}
+            ),
+        ),
         ("boundary_config", BoundaryConfig()),
         ("quantum_config", QuantumTrainingConfig()),
         ("dft_config", DFTConfig()),
@@ -125,10 +137,23 @@ def test_physics_configs_validate():
 
 def _full_config():
     return TrainingConfig(
-        num_epochs=7, batch_size=4, learning_rate=3e-3, validation_frequency=2,
-        checkpoint_frequency=3, early_stopping=True, patience=4, min_delta=1e-4, seed=5,
-        optimizer=OptimizerConfig(name="sgd", schedule="multistep", milestones=(10, 20),
-                                  gamma=0.5, nesterov=True, clip_norm=1.0),
+        num_epochs=7,
+        batch_size=4,
+        learning_rate=3e-3,
+        validation_frequency=2,
+        checkpoint_frequency=3,
+        early_stopping=True,
+        patience=4,
+        min_delta=1e-4,
+        seed=5,
+        optimizer=OptimizerConfig(
+            name="sgd",
+            schedule="multistep",
+            milestones=(10, 20),
+            gamma=0.5,
+            nesterov=True,
+            clip_norm=1.0,
+        ),
         loss=LossConfig(loss_type="relative_l2"),
         validation=ValidationConfig(restore_best=True, batch_size=16),
         checkpoint=CheckpointConfig(directory="/tmp/x", max_to_keep=2),

@@ -55,13 +55,14 @@ def test_lbfgs_converges_fast():
     "cfg, checks",
     [
         (dict(schedule="constant"), {0: 1.0, 50: 1.0, 99: 1.0}),
-        (dict(schedule="cosine", cosine_alpha=0.1),
-         {0: 1.0, 50: 0.1 + 0.9 * 0.5, 100: 0.1}),
+        (dict(schedule="cosine", cosine_alpha=0.1), {0: 1.0, 50: 0.1 + 0.9 * 0.5, 100: 0.1}),
         (dict(schedule="exponential", decay_rate=0.5), {0: 1.0, 50: math.sqrt(0.5), 100: 0.5}),
         (dict(schedule="linear", end_factor=0.2), {0: 1.0, 50: 0.6, 100: 0.2}),
         (dict(schedule="step", step_size=30, gamma=0.5), {29: 1.0, 30: 0.5, 61: 0.25}),
-        (dict(schedule="multistep", milestones=(10, 70), gamma=0.1),
-         {9: 1.0, 10: 0.1, 69: 0.1, 70: 0.01}),
+        (
+            dict(schedule="multistep", milestones=(10, 70), gamma=0.1),
+            {9: 1.0, 10: 0.1, 69: 0.1, 70: 0.01},
+        ),
         (dict(schedule="cosine", warmup_steps=20), {0: 0.0, 10: 0.5, 20: 1.0, 60: 0.5, 100: 0.0}),
     ],
 )
@@ -76,8 +77,9 @@ def test_schedule_scales_the_update_not_the_gradient(name):
     """Adam's update is invariant to a gradient pre-scale; the schedule must still act."""
     lr = 0.1
     const = build_optimizer(OptimizerConfig(name=name), lr, total_steps=100)
-    sched = build_optimizer(OptimizerConfig(name=name, schedule="linear", end_factor=0.0),
-                            lr, total_steps=100)
+    sched = build_optimizer(
+        OptimizerConfig(name=name, schedule="linear", end_factor=0.0), lr, total_steps=100
+    )
     params = {"w": jnp.ones(3)}
     grads = [{"w": jnp.array([1.0, -2.0, 0.5]) * (i + 1)} for i in range(60)]
     sc, ss = const.init(params), sched.init(params)
@@ -134,8 +136,9 @@ def test_weight_decay_shrinks_parameters(name):
 
 
 def test_gradient_accumulation_averages_microbatches():
-    acc = build_optimizer(OptimizerConfig(name="sgd", momentum=0.0,
-                                          gradient_accumulation_steps=2), 1.0, 10)
+    acc = build_optimizer(
+        OptimizerConfig(name="sgd", momentum=0.0, gradient_accumulation_steps=2), 1.0, 10
+    )
     params = {"w": jnp.zeros(2)}
     s = acc.init(params)
     u1, s = acc.update({"w": jnp.array([1.0, 2.0])}, s, params)

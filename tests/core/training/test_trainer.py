@@ -36,9 +36,15 @@ def assert_trees_equal(a, b):
 
 def test_documented_call_shape_and_history(quiet_config):
     x, y, _ = linear_data()
-    config = quiet_config(num_epochs=20, batch_size=16, learning_rate=1e-2,
-                          validation_frequency=5, checkpoint_frequency=10,
-                          early_stopping=True, patience=10)
+    config = quiet_config(
+        num_epochs=20,
+        batch_size=16,
+        learning_rate=1e-2,
+        validation_frequency=5,
+        checkpoint_frequency=10,
+        early_stopping=True,
+        patience=10,
+    )
     model = StandardMLP([3, 16, 1], activation="tanh", rngs=nnx.Rngs(0))
     trainer = Trainer(model, config)
     assert not isinstance(trainer, nnx.Module)
@@ -81,8 +87,11 @@ def test_each_loss_trains_and_is_reported(quiet_config, loss):
     ev = trainer.evaluate((x, y))
     pred = np.asarray(model(x))
     yy = np.asarray(y)
-    expect = {"mse": np.mean((pred - yy) ** 2), "mae": np.mean(np.abs(pred - yy)),
-              "relative_l2": np.linalg.norm(pred - yy) / np.linalg.norm(yy)}
+    expect = {
+        "mse": np.mean((pred - yy) ** 2),
+        "mae": np.mean(np.abs(pred - yy)),
+        "relative_l2": np.linalg.norm(pred - yy) / np.linalg.norm(yy),
+    }
     for k, v in expect.items():
         assert ev[k] == pytest.approx(v, rel=1e-4)
     assert ev["loss"] == pytest.approx(expect[loss], rel=1e-4)
@@ -112,8 +121,14 @@ def worsening_problem():
 
 def test_early_stopping_stops_at_the_right_epoch(quiet_config):
     train, val = worsening_problem()
-    cfg = quiet_config(num_epochs=100, learning_rate=0.05, validation_frequency=1,
-                       early_stopping=True, patience=3, optimizer=OptimizerConfig(name="sgd"))
+    cfg = quiet_config(
+        num_epochs=100,
+        learning_rate=0.05,
+        validation_frequency=1,
+        early_stopping=True,
+        patience=3,
+        optimizer=OptimizerConfig(name="sgd"),
+    )
     _, h = Trainer(ZeroLinear(), cfg).train(train, val)
     # best is the first validation (epoch 1); 3 epochs without improvement -> stop after 4
     assert h["epoch"] == [1, 2, 3, 4]
@@ -123,8 +138,9 @@ def test_early_stopping_stops_at_the_right_epoch(quiet_config):
 
 def test_min_delta_ignores_small_improvements(quiet_config):
     x, y, _ = linear_data(32)
-    cfg = quiet_config(num_epochs=50, learning_rate=1e-3, early_stopping=True, patience=2,
-                       min_delta=1e6)
+    cfg = quiet_config(
+        num_epochs=50, learning_rate=1e-3, early_stopping=True, patience=2, min_delta=1e6
+    )
     _, h = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg).train((x, y), (x, y))
     assert h["val_loss"][-1] < h["val_loss"][0]  # improving, but by less than min_delta
     assert h["stop_epoch"] == 3  # epoch 1 sets the best (from inf), epochs 2-3 do not count
@@ -143,8 +159,13 @@ def test_restore_best_puts_back_the_best_parameters(quiet_config):
     m1 = ZeroLinear()
     Trainer(m1, quiet_config(num_epochs=1, **common)).train(train)
     m2 = ZeroLinear()
-    cfg = quiet_config(num_epochs=6, early_stopping=True, patience=3,
-                       validation=ValidationConfig(restore_best=True), **common)
+    cfg = quiet_config(
+        num_epochs=6,
+        early_stopping=True,
+        patience=3,
+        validation=ValidationConfig(restore_best=True),
+        **common,
+    )
     _, h = Trainer(m2, cfg).train(train, val)
     assert h["restored_epoch"] == 1
     assert float(m2.w[...]) == float(m1.w[...]) != 0.0
@@ -204,28 +225,35 @@ def test_chunks_do_not_change_the_result(quiet_config):
     out = []
     for log in (1, 3, 12):
         model = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
-        cfg = quiet_config(num_epochs=12, batch_size=16, log_frequency=log,
-                           optimizer=OptimizerConfig(name="adam"))
+        cfg = quiet_config(
+            num_epochs=12, batch_size=16, log_frequency=log, optimizer=OptimizerConfig(name="adam")
+        )
         _, h = Trainer(model, cfg).train((x, y))
         out.append((params_of(model), h["train_loss"]))
     for p, loss in out[1:]:
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-                     p, out[0][0])
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), p, out[0][0]
+        )
         np.testing.assert_allclose(loss, out[0][1], rtol=1e-6)
 
 
 def _resume_cfg(quiet_config, tmp_path, n_epochs, **kw):
-    return quiet_config(num_epochs=n_epochs, batch_size=8, learning_rate=1e-2, log_frequency=3,
-                        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck")),
-                        optimizer=OptimizerConfig(name="adam", schedule="cosine"), **kw)
+    return quiet_config(
+        num_epochs=n_epochs,
+        batch_size=8,
+        learning_rate=1e-2,
+        log_frequency=3,
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck")),
+        optimizer=OptimizerConfig(name="adam", schedule="cosine"),
+        **kw,
+    )
 
 
 def test_interrupted_run_resumes_bit_identically(quiet_config, tmp_path):
     x, y, _ = linear_data(30)
     val = (x[:10], y[:10])
     full = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
-    cfg = _resume_cfg(quiet_config, tmp_path, 12, checkpoint_frequency=6,
-                      validation_frequency=3)
+    cfg = _resume_cfg(quiet_config, tmp_path, 12, checkpoint_frequency=6, validation_frequency=3)
     _, h_full = Trainer(full, cfg).train((x, y), val)
 
     resumed = StandardMLP([3, 8, 1], rngs=nnx.Rngs(7))  # different init: all must come back
@@ -260,8 +288,12 @@ def test_n_plus_resume_plus_n_equals_2n(quiet_config, tmp_path):
 
 def test_checkpoint_rotation_and_best(quiet_config, tmp_path):
     train, val = worsening_problem()
-    cfg = quiet_config(num_epochs=5, checkpoint_frequency=1, validation_frequency=1,
-                       checkpoint=CheckpointConfig(directory=str(tmp_path / "ck"), max_to_keep=2))
+    cfg = quiet_config(
+        num_epochs=5,
+        checkpoint_frequency=1,
+        validation_frequency=1,
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck"), max_to_keep=2),
+    )
     t = Trainer(ZeroLinear(), cfg)
     t.train(train, val)
     assert t._store.steps() == [4, 5]
@@ -274,8 +306,9 @@ def test_checkpoint_rotation_and_best(quiet_config, tmp_path):
 def test_no_files_without_a_directory(quiet_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     x, y, _ = linear_data(16)
-    t = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)),
-                quiet_config(num_epochs=3, checkpoint_frequency=1))
+    t = Trainer(
+        nnx.Linear(3, 1, rngs=nnx.Rngs(0)), quiet_config(num_epochs=3, checkpoint_frequency=1)
+    )
     t.train((x, y), (x, y))
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError, match="no checkpoint directory"):
@@ -298,8 +331,11 @@ def test_run_dir_gets_config_history_and_jsonl(quiet_config, tmp_path):
 
 def test_history_records_the_schedule(quiet_config):
     x, y, _ = linear_data(16)
-    cfg = quiet_config(num_epochs=10, learning_rate=0.1,
-                       optimizer=OptimizerConfig(schedule="cosine", cosine_alpha=0.1))
+    cfg = quiet_config(
+        num_epochs=10,
+        learning_rate=0.1,
+        optimizer=OptimizerConfig(schedule="cosine", cosine_alpha=0.1),
+    )
     _, h = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg).train((x, y))
     lr = np.asarray(h["learning_rate"])
     assert np.all(np.diff(lr) < 0)
