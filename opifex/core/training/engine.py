@@ -72,15 +72,16 @@ class TrainState:
 
 
 def _owned(x: Any) -> Any:
-    """A fresh, strongly typed buffer.
+    """A new, strongly typed value (called inside jit).
 
-    Fresh, because the chunk donates its state and must never free an array the caller still
-    holds; strongly typed, because a weak-typed leaf fed back into jit would retrace.
+    New, because the chunk donates its state and must never free an array the caller still
+    holds (``x + 0`` is a fresh output buffer; a plain pass-through could be forwarded to the
+    input buffer); strongly typed, because a weak-typed leaf fed back into jit would retrace.
     """
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-        return jr.wrap_key_data(jnp.array(jr.key_data(x)), impl=jr.key_impl(x))
-    return jnp.array(x, dtype=x.dtype, copy=True)
+        return jr.wrap_key_data(jr.key_data(x) + 0, impl=jr.key_impl(x))
+    return (x + jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
 def _all_finite(*xs: jax.Array) -> jax.Array:
@@ -135,11 +136,15 @@ class Engine:
         self.trace_count = 0
         self.eval_trace_count = 0
         self._chunk = jax.jit(self._run_chunk, static_argnames=("n_epochs",), donate_argnums=0)
+        self._init = jax.jit(self._init_state)
         self._eval = jax.jit(self._evaluate)
 
     # ----------------------------------------------------------------- state
     def init_state(self, params: PyTree, model_state: PyTree, key: jax.Array) -> TrainState:
         """A fresh state owning copies of its inputs: optimizer initialised, counters at zero."""
+        return self._init(params, model_state, key)
+
+    def _init_state(self, params, model_state, key):
         state = TrainState(
             params=params,
             model_state=model_state,

@@ -99,6 +99,7 @@ class SupervisedTask:
         self.loss_name = config.loss.loss_type
         self.loss_fn = get_loss(self.loss_name)
         self.eval_batch_size = config.validation.batch_size
+        self._checked: set[tuple] = set()
 
     def prepare(self, name: str, data: Any) -> tuple[jax.Array, jax.Array]:
         if not isinstance(data, tuple | list) or len(data) != 2:
@@ -121,6 +122,9 @@ class SupervisedTask:
     def check_model(self, name: str, graphdef, params, model_state, data, batch: int) -> None:
         x, y = data
         xb = x[:batch]
+        signature = (graphdef, xb.shape, str(xb.dtype), y.shape[1:])
+        if signature in self._checked:
+            return
 
         def apply(p, s, xb):
             return nnx.merge(graphdef, p, s)(xb)
@@ -140,6 +144,7 @@ class SupervisedTask:
                 f"targets y have per-sample shape {tuple(y.shape[1:])} (batch shape {want}); "
                 "reshape y (e.g. y[:, None]) or change the model's output size"
             )
+        self._checked.add(signature)
 
     def objective(self, model, batch, weights, whole, key):
         x, y = batch

@@ -371,3 +371,58 @@ def test_dropout_model_trains_and_evaluates_deterministically(quiet_config):
     assert h["train_loss"][-1] < h["train_loss"][0]
     assert t.evaluate((x, y)) == t.evaluate((x, y))
     assert int(model.drop.rngs.count[...]) > 0  # dropout drew fresh keys while training
+
+
+def test_interrupt_saves_last_completed_chunk_and_resumes(quiet_config, tmp_path):
+    x, y, _ = linear_data(24)
+    kw = dict(
+        num_epochs=9,
+        batch_size=8,
+        log_frequency=3,
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck")),
+    )
+    full = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
+    Trainer(full, quiet_config(**{**kw, "checkpoint": CheckpointConfig()})).train((x, y))
+
+    model = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
+    t = Trainer(model, quiet_config(**kw))
+    engine = t._build_engine(24)
+    real, calls = engine.run_chunk, []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    engine.run_chunk = flaky
+    with pytest.raises(KeyboardInterrupt):
+        t.train((x, y))
+    assert t._store.steps() == [6]  # the two completed chunks
+    assert t.training_state.epoch == 6
+    engine.run_chunk = real
+    t2 = Trainer(StandardMLP([3, 8, 1], rngs=nnx.Rngs(5)), quiet_config(**kw))
+    t2.load_checkpoint()
+    t2.train((x, y))
+    assert_trees_equal(params_of(t2.model), params_of(full))
+
+
+def test_progress_bar_on_a_terminal(quiet_config, monkeypatch):
+    import io
+    import sys
+
+    class FakeTTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    fake = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", fake)
+    x, y, _ = linear_data(16)
+    cfg = quiet_config(num_epochs=10, verbose=True, log_frequency=5)
+    Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg).train((x, y), (x, y))
+    out = fake.getvalue()
+    assert "10/10" in out and "loss=" in out and "val=" in out
+    fake2 = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", fake2)
+    Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), quiet_config(num_epochs=3)).train((x, y))
+    assert fake2.getvalue() == ""  # verbose=False: silent
