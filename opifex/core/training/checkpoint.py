@@ -21,6 +21,7 @@ import jax.random as jr
 import orbax.checkpoint as ocp
 
 PyTree = Any
+_DICT_FIELDS = ("loss_weights", "sampler")
 
 
 def _is_typed_key(x: Any) -> bool:
@@ -91,10 +92,18 @@ class CheckpointStore:
         mgr = self._manager(best)
         if epoch in mgr.all_steps():
             mgr.delete(epoch)
+        # loss_weights and sampler are nested dicts whose layout depends on the task's data;
+        # they are stored as separate items and restored without a structure template.
+        dicts = {k: getattr(state, k) for k in _DICT_FIELDS if jax.tree.leaves(getattr(state, k))}
+        core = state.replace(**{k: {} for k in _DICT_FIELDS})
         items = {
-            "state": ocp.args.StandardSave(_to_raw(state)),
-            "meta": ocp.args.JsonSave({**meta, "has_best_params": best_params is not None}),
+            "state": ocp.args.StandardSave(_to_raw(core)),
+            "meta": ocp.args.JsonSave(
+                {**meta, "has_best_params": best_params is not None, "dict_items": sorted(dicts)}
+            ),
         }
+        for k, v in dicts.items():
+            items[k] = ocp.args.StandardSave(_to_raw(v))
         if best_params is not None:
             items["best_params"] = ocp.args.StandardSave(best_params)
         mgr.save(epoch, args=ocp.args.Composite(**items))
@@ -128,11 +137,15 @@ class CheckpointStore:
                 f"no checkpoint for epoch {epoch} under {mgr.directory}; available: {available}"
             )
         meta = mgr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        items = {"state": ocp.args.StandardRestore(_abstract(like_state))}
+        like_core = like_state.replace(**{k: {} for k in _DICT_FIELDS})
+        items = {"state": ocp.args.StandardRestore(_abstract(like_core))}
         if meta.get("has_best_params") and like_params is not None:
             items["best_params"] = ocp.args.StandardRestore(_abstract(like_params))
+        for k in meta.get("dict_items", []):
+            items[k] = ocp.args.StandardRestore()
         out = mgr.restore(epoch, args=ocp.args.Composite(**items))
-        state = _from_raw(out["state"], like_state)
+        state = _from_raw(out["state"], like_core)
+        state = state.replace(**{k: out[k] for k in meta.get("dict_items", [])})
         return state, meta, out.get("best_params") if "best_params" in items else None
 
     def close(self) -> None:

@@ -9,8 +9,11 @@ checkpointing, early stopping) between chunks.
 
 The objective is a pure function::
 
-    objective(model, batch, weights, whole, key) -> (loss, metrics)
+    objective(model, batch, weights, whole, key) -> (terms, metrics)
 
+``terms`` maps loss-term names to scalars; the engine's loss is ``sum_k w_k * terms[k]``
+with the weights held in ``state.loss_weights["weights"]`` (fixed, or updated in-graph by a
+:class:`~opifex.core.physics.weighting.WeightingRule`).
 ``model`` is the NNX module rebuilt from the state inside the trace, ``batch`` a pytree of
 arrays whose leading axis is the minibatch, ``weights`` a ``(batch,)`` array of 0/1 sample
 weights (the last minibatch of an epoch is padded to the full size and masked, so every step
@@ -105,6 +108,8 @@ class Engine:
         shuffle: fresh permutation every epoch.
         uses_value_fn: pass ``value``, ``grad`` and ``value_fn`` to ``tx.update`` (L-BFGS).
         eval_fn: evaluation function ``(model, data) -> metrics`` for :meth:`evaluate`.
+        term_weights: initial weight of each loss term (default: 1 for every term).
+        weighting: optional in-graph weighting rule.
     """
 
     def __init__(
@@ -119,6 +124,8 @@ class Engine:
         uses_value_fn: bool = False,
         eval_graphdef: Any = None,
         eval_fn: EvalFn | None = None,
+        term_weights: dict[str, float] | None = None,
+        weighting: Any = None,
     ) -> None:
         if n_points < 1:
             raise ValueError(f"n_points must be >= 1, got {n_points}")
@@ -133,6 +140,8 @@ class Engine:
         self.shuffle = shuffle and not self.full_batch
         self.uses_value_fn = uses_value_fn
         self.eval_fn = eval_fn
+        self.term_weights = dict(term_weights or {})
+        self.weighting = weighting
         self.trace_count = 0
         self.eval_trace_count = 0
         self._chunk = jax.jit(self._run_chunk, static_argnames=("n_epochs",), donate_argnums=0)
@@ -153,43 +162,67 @@ class Engine:
             epoch=jnp.zeros((), jnp.int32),
             key=key,
             recovery={"nonfinite_steps": jnp.zeros((), jnp.int32)},
+            loss_weights=(
+                self.weighting.init(self.term_weights)
+                if self.weighting is not None
+                else {"weights": dict(self.term_weights)}
+            ),
         )
         return jax.tree.map(_owned, state)
 
     # ------------------------------------------------------------------ step
+    def _terms_fn(self, model_state, batch, weights, whole, key):
+        """Per-term losses as a function of the parameters (for per-term gradients)."""
+
+        def terms(params):
+            model = nnx.merge(self.graphdef, params, model_state)
+            return self.objective(model, batch, weights, whole, key)[0]
+
+        return terms
+
     def _step(self, state: TrainState, batch, weights, whole):
-        key, step_key = jr.split(state.key)
+        key, step_key, rule_key = jr.split(state.key, 3)
+        lw = state.loss_weights["weights"]
         # Merge at the jit level and differentiate with nnx.value_and_grad: variables the
         # model mutates during the call (RNG counters, batch statistics) then stay in one
         # trace. All of this is trace-time work; the compiled step is plain JAX.
         model = nnx.merge(self.graphdef, state.params, state.model_state)
 
-        def loss_of(m):
-            return self.objective(m, batch, weights, whole, step_key)
+        def total(terms):
+            return sum(lw.get(k, 1.0) * v for k, v in terms.items())
 
-        (loss, metrics), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
+        def loss_of(m):
+            terms, metrics = self.objective(m, batch, weights, whole, step_key)
+            return total(terms), (terms, metrics)
+
+        (loss, (terms, metrics)), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
         new_ms = nnx.split(model, nnx.Param, ...)[2]
         extra = {}
         if self.uses_value_fn:
-            extra = dict(
-                value=loss,
-                grad=grads,
-                value_fn=lambda p: self.objective(
-                    nnx.merge(self.graphdef, p, state.model_state),
-                    batch,
-                    weights,
-                    whole,
-                    step_key,
-                )[0],
-            )
+            terms_fn = self._terms_fn(state.model_state, batch, weights, whole, step_key)
+            extra = dict(value=loss, grad=grads, value_fn=lambda p: total(terms_fn(p)))
         updates, new_opt = self.tx.update(grads, state.opt_state, state.params, **extra)
         new_params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
         ok = _all_finite(loss, grad_norm, optax.tree.norm(updates))
+        new_lw = state.loss_weights
+        if self.weighting is not None:
+            rule = self.weighting
+
+            def refresh():
+                g = None
+                if rule.needs_grads:
+                    terms_fn = self._terms_fn(state.model_state, batch, weights, whole, step_key)
+                    g = jax.jacrev(terms_fn)(state.params)
+                return rule.update(state.loss_weights, terms, g, rule_key)
+
+            due = (state.step % rule.every == 0) & ok
+            new_lw = jax.lax.cond(due, refresh, lambda: state.loss_weights)
         state = state.replace(
             params=_select(ok, new_params, state.params),
             opt_state=_select(ok, new_opt, state.opt_state),
             model_state=_select(ok, new_ms, state.model_state),
+            loss_weights=new_lw,
             step=state.step + 1,
             key=key,
             recovery={
@@ -203,6 +236,10 @@ class Engine:
             "nonfinite": (~ok).astype(jnp.int32),
             **metrics,
         }
+        if len(terms) > 1:
+            for k, v in terms.items():
+                out[f"loss_{k}"] = v
+                out[f"weight_{k}"] = jnp.asarray(lw.get(k, 1.0), jnp.float32)
         return state, out
 
     # ----------------------------------------------------------------- epoch

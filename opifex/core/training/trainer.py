@@ -101,6 +101,24 @@ class SupervisedTask:
         self.eval_batch_size = config.validation.batch_size
         self._checked: set[tuple] = set()
 
+    weighting = None
+
+    def prepare_train(self, name: str, data: Any) -> tuple[Any, Any]:
+        """``(batched, whole)`` for the engine: minibatched pairs, nothing per-step."""
+        return self.prepare(name, data), None
+
+    def prepare_eval(self, name: str, data: Any) -> Any:
+        return self.prepare(name, data)
+
+    def term_weights(self, batched: Any, whole: Any) -> dict[str, float]:
+        return {"data": 1.0}
+
+    def check(self, graphdef, params, model_state, batched, whole, val, probe: int) -> None:
+        self.check_model("train_data", graphdef, params, model_state, batched, probe)
+        if val is not None:
+            vb = min(self.eval_batch_size or probe, val[0].shape[0])
+            self.check_model("val_data", graphdef, params, model_state, val, vb)
+
     def prepare(self, name: str, data: Any) -> tuple[jax.Array, jax.Array]:
         if not isinstance(data, tuple | list) or len(data) != 2:
             raise TypeError(f"{name} must be a tuple (x, y) of arrays, got {type(data).__name__}")
@@ -148,7 +166,7 @@ class SupervisedTask:
 
     def objective(self, model, batch, weights, whole, key):
         x, y = batch
-        return self.loss_fn(model(x), y, weights), {}
+        return {"data": self.loss_fn(model(x), y, weights)}, {}
 
     def eval_fn(self, model, data):
         x, y = data
@@ -225,10 +243,10 @@ class Trainer:
         acc = self.config.optimizer.gradient_accumulation_steps
         return max(self.config.num_epochs * steps_per_epoch // acc, 1)
 
-    def _build_engine(self, n_points: int) -> Engine:
+    def _build_engine(self, n_points: int, term_weights: dict[str, float] | None = None) -> Engine:
         cfg = self.config
         bs = cfg.batch_size
-        key = (n_points, bs)
+        key = (n_points, bs, id(self.task), tuple(sorted((term_weights or {}).items())))
         if self._engine is not None and self._engine_key == key:
             return self._engine
         spe = math.ceil(n_points / (n_points if bs is None else min(bs, n_points)))
@@ -243,6 +261,8 @@ class Trainer:
             uses_value_fn=needs_value_fn(cfg.optimizer),
             eval_graphdef=self._eval_graphdef,
             eval_fn=self.task.eval_fn,
+            term_weights=term_weights,
+            weighting=self.task.weighting,
         )
         self._engine_key = key
         return self._engine
@@ -281,22 +301,23 @@ class Trainer:
         Raises:
             ValueError / TypeError: bad data (naming the argument), before any compilation.
         """
+        return self._train(val_data, "train_data", train_data)
+
+    def _train(self, val_data: Any, *prepare_args: Any, **prepare_kwargs: Any):
         cfg = self.config
-        train = self.task.prepare("train_data", train_data)
-        val = None if val_data is None else self.task.prepare("val_data", val_data)
-        n = jax.tree.leaves(train)[0].shape[0]
+        batched, whole = self.task.prepare_train(*prepare_args, **prepare_kwargs)
+        val = None if val_data is None else self.task.prepare_eval("val_data", val_data)
+        n = jax.tree.leaves(batched)[0].shape[0]
         if cfg.batch_size is not None and cfg.batch_size > n:
             raise ValueError(
                 f"TrainingConfig.batch_size={cfg.batch_size} is larger than train_data "
                 f"({n} samples); use batch_size <= {n} or batch_size=None for full batch"
             )
         _, params, model_state = nnx.split(self.model, nnx.Param, ...)
-        probe = cfg.batch_size or n
-        self.task.check_model("train_data", self._graphdef, params, model_state, train, probe)
-        if val is not None:
-            vb = min(cfg.validation.batch_size or probe, jax.tree.leaves(val)[0].shape[0])
-            self.task.check_model("val_data", self._graphdef, params, model_state, val, vb)
-        engine = self._build_engine(n)
+        self.task.check(
+            self._graphdef, params, model_state, batched, whole, val, cfg.batch_size or n
+        )
+        engine = self._build_engine(n, self.task.term_weights(batched, whole))
         if (
             self._state is None
             or int(self._state.epoch) >= cfg.num_epochs
@@ -305,13 +326,13 @@ class Trainer:
             self._state = self._new_state(engine)
             self.history = History()
             self._host = self._fresh_host()
-        return self._run(engine, train, val)
+        return self._run(engine, batched, whole, val)
 
     fit = train
 
     def evaluate(self, data: Any) -> dict[str, float]:
         """Metrics of the current model on ``(x, y)``: configured loss, mse, mae, relative_l2."""
-        d = self.task.prepare("data", data)
+        d = self.task.prepare_eval("data", data)
         n = jax.tree.leaves(d)[0].shape[0]
         engine = self._engine or self._build_engine(n)
         state = self._state or self._new_state(engine)
@@ -434,7 +455,7 @@ class Trainer:
         chunk = math.gcd(*periods) if periods else cfg.num_epochs
         return chunk, periods
 
-    def _run(self, engine: Engine, train: PyTree, val: PyTree | None):
+    def _run(self, engine: Engine, train: PyTree, whole: PyTree, val: PyTree | None):
         cfg = self.config
         show = cfg.verbose and sys.stderr.isatty()
         chunk, _ = self._periods(val is not None, show)
@@ -462,7 +483,7 @@ class Trainer:
                 k = min(chunk, cfg.num_epochs - epoch)
                 t0 = time.perf_counter()
                 traces = engine.trace_count
-                self._state, metrics = engine.run_chunk(self._state, train, None, n_epochs=k)
+                self._state, metrics = engine.run_chunk(self._state, train, whole, n_epochs=k)
                 metrics = jax.device_get(metrics)  # the one host sync per chunk
                 t1 = time.perf_counter()
                 if engine.trace_count == traces:

@@ -24,7 +24,7 @@ class Scalar(nnx.Module):
 
 def supervised(model, batch, weights, whole, key):
     x, y = batch
-    return mse(model(x), y, weights), {}
+    return {"data": mse(model(x), y, weights)}, {}
 
 
 def make_engine(model, n, bs, *, lr=0.1, objective=supervised, shuffle=True, name="sgd"):
@@ -59,7 +59,7 @@ def test_each_epoch_visits_every_sample_once():
         xb = batch[0][:, 0]
         s = jnp.sum(weights)
         moments = {f"m{k}": jnp.sum(weights * xb**k) / s for k in (1, 2, 3)}
-        return jnp.sum(model.w * weights) * 0.0, moments
+        return {"zero": jnp.sum(model.w * weights) * 0.0}, moments
 
     eng, state = make_engine(Scalar(), n, bs, objective=objective)
     state, m = eng.run_chunk(state, (x, x), n_epochs=3)
@@ -73,7 +73,7 @@ def test_shuffling_changes_batch_order_between_epochs():
     x = jnp.arange(n, dtype=jnp.float32)[:, None]
 
     def objective(model, batch, weights, whole, key):
-        return jnp.sum(model.w) * 0.0, {"first": batch[0][0, 0]}
+        return {"zero": jnp.sum(model.w) * 0.0}, {"first": batch[0][0, 0]}
 
     eng, state = make_engine(Scalar(), n, bs, objective=objective)
     _, m = eng.run_chunk(state, (x, x), n_epochs=4)

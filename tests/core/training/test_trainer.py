@@ -386,7 +386,7 @@ def test_interrupt_saves_last_completed_chunk_and_resumes(quiet_config, tmp_path
 
     model = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
     t = Trainer(model, quiet_config(**kw))
-    engine = t._build_engine(24)
+    engine = t._build_engine(24, {"data": 1.0})
     real, calls = engine.run_chunk, []
 
     def flaky(*a, **k):

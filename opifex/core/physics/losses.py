@@ -1,0 +1,297 @@
+"""Physics-informed loss composition.
+
+A :class:`PhysicsInformedLoss` turns a PDE residual written for one point, boundary data,
+boundary/initial conditions and labelled data into named loss terms:
+
+- ``physics``: mean squared residual over the collocation points;
+- ``boundary``: mean squared misfit ``u(x_b) - g_b`` on ``boundary_data`` pairs;
+- ``bc_<name>`` / ``initial`` / ``periodic_<name>``: mean squared condition residuals;
+- ``data``: misfit on labelled points.
+
+Weights come from :class:`PhysicsLossConfig`; with ``adaptive_weighting=True`` they are
+updated inside the compiled step by the configured rule (see
+:mod:`opifex.core.physics.weighting`) and every term's value and weight is reported.
+
+Residual call shapes (the library ``vmap`` s over points; users never loop):
+
+- ``residual(model_fn, x)`` with ``x`` of shape ``(d,)``;
+- ``residual(model_fn, x, t)`` (or any ``d`` scalar coordinates) for ``d >= 2``.
+
+``model_fn`` maps one point, given as shape ``(d,)`` or ``(1, d)``, to a scalar (a vector for
+multi-output models), so ``jax.grad`` works on it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from opifex.core.conditions import InitialCondition, PeriodicBC
+from opifex.core.physics.weighting import WEIGHTING_RULES, WeightingRule
+from opifex.core.training._config_base import (
+    _check_choice,
+    _check_float,
+    _check_int,
+    _ConfigBase,
+    _fail,
+)
+from opifex.core.training.losses import get_loss
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PhysicsLossConfig(_ConfigBase):
+    """Weights of the physics-informed loss terms and how they adapt.
+
+    Attributes:
+        physics_weight: weight of the PDE residual term.
+        boundary_weight: weight of boundary data and boundary conditions.
+        initial_weight: weight of initial conditions.
+        data_weight: weight of the labelled-data misfit.
+        adaptive_weighting: update the weights in-graph with ``weighting``.
+        weighting: ``grad_norm`` (default), ``lra``, ``relobralo`` or ``softadapt``.
+        weight_update_frequency: steps between updates of gradient-based rules.
+        weighting_momentum: smoothing of gradient-based rules.
+        data_loss: ``mse``, ``mae`` or ``relative_l2`` for the data term.
+    """
+
+    physics_weight: float = 1.0
+    boundary_weight: float = 1.0
+    initial_weight: float = 1.0
+    data_weight: float = 1.0
+    adaptive_weighting: bool = False
+    weighting: str = "grad_norm"
+    weight_update_frequency: int = 100
+    weighting_momentum: float = 0.9
+    data_loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        c = "PhysicsLossConfig"
+        for f in ("physics_weight", "boundary_weight", "initial_weight", "data_weight"):
+            _check_float(c, f, getattr(self, f), low=0.0)
+        _check_choice(c, "weighting", self.weighting, tuple(WEIGHTING_RULES))
+        _check_int(c, "weight_update_frequency", self.weight_update_frequency, 1)
+        _check_float(c, "weighting_momentum", self.weighting_momentum, low=0.0, high=1.0)
+        _check_choice(c, "data_loss", self.data_loss, ("mse", "mae", "relative_l2"))
+        if not self.adaptive_weighting and self.weighting != "grad_norm":
+            _fail(c, "weighting", f"{self.weighting!r} is set but adaptive_weighting=False")
+
+    def make_rule(self) -> WeightingRule | None:
+        if not self.adaptive_weighting:
+            return None
+        cls = WEIGHTING_RULES[self.weighting]
+        if self.weighting in ("grad_norm", "lra"):
+            return cls(every=self.weight_update_frequency, momentum=self.weighting_momentum)
+        return cls()
+
+
+def _required_positional(fn: Callable) -> int | None:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        for p in params
+    )
+
+
+def point_function(model: Callable) -> Callable[[jax.Array], jax.Array]:
+    """``model`` as a function of one point: ``(d,)`` or ``(1, d)`` in, scalar (or vector) out."""
+
+    def u(z):
+        out = model(jnp.asarray(z).reshape(1, -1))
+        return out.reshape(()) if out.size == 1 else out.reshape(-1)
+
+    return u
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionSet:
+    """Points (and normals, or periodic images) on which one condition is enforced."""
+
+    condition: Any
+    points: jax.Array
+    normals: jax.Array | None = None
+    images: jax.Array | None = None
+
+    @property
+    def name(self) -> str:
+        c = self.condition
+        if isinstance(c, InitialCondition):
+            return "initial" if not c.derivative else "initial_rate"
+        if isinstance(c, PeriodicBC):
+            return f"periodic_{c.boundary}"
+        return f"bc_{c.boundary}"
+
+
+class PhysicsInformedLoss:
+    """Compose PDE residual, boundary, initial and data terms.
+
+    Args:
+        pde_residual: per-point residual, ``residual(model_fn, x)`` or
+            ``residual(model_fn, x, t, ...)`` (see module docstring). ``None``: no PDE term.
+        config: term weights and adaptive weighting.
+        boundary_conditions: conditions (``DirichletBC``, ``NeumannBC``, ...) whose point sets
+            the trainer or a :class:`~opifex.core.physics.problem.PhysicsProblem` provides.
+
+    Example:
+        >>> loss = PhysicsInformedLoss(config=PhysicsLossConfig(physics_weight=1.0,
+        ...     boundary_weight=1.0, data_weight=1.0, adaptive_weighting=True))
+    """
+
+    def __init__(
+        self,
+        pde_residual: Callable | None = None,
+        config: PhysicsLossConfig | None = None,
+        *,
+        boundary_conditions: Sequence[Any] = (),
+    ) -> None:
+        if pde_residual is not None and not callable(pde_residual):
+            raise TypeError(f"pde_residual must be a callable, got {type(pde_residual).__name__}")
+        if config is None:
+            config = PhysicsLossConfig()
+        if not isinstance(config, PhysicsLossConfig):
+            raise TypeError(f"config must be a PhysicsLossConfig, got {type(config).__name__}")
+        self.pde_residual = pde_residual
+        self.config = config
+        self.boundary_conditions = tuple(boundary_conditions)
+        self.data_loss = get_loss(config.data_loss)
+
+    # ------------------------------------------------------------- residuals
+    def _arity(self, d: int) -> str:
+        n = _required_positional(self.pde_residual)
+        if n == 2:
+            return "vector"
+        if n == 1 + d and d >= 2:
+            return "scalars"
+        raise ValueError(
+            f"pde_residual: takes {n} required positional argument(s); for {d}-dimensional "
+            f"points write residual(model_fn, x) with x of shape ({d},)"
+            + (f" or residual(model_fn, {', '.join(f'x{i}' for i in range(d))})" if d >= 2 else "")
+        )
+
+    def residual_fn(self, d: int) -> Callable[[Callable, jax.Array], jax.Array]:
+        """``(model, point) -> residual vector`` for ``d``-dimensional points."""
+        form = self._arity(d)
+        res = self.pde_residual
+
+        def r(model, p):
+            u = point_function(model)
+            out = res(u, p) if form == "vector" else res(u, *[p[i] for i in range(d)])
+            return jnp.asarray(out).reshape(-1)
+
+        return r
+
+    def residuals(self, model: Callable, points: jax.Array) -> jax.Array:
+        """Residuals at ``points`` (shape ``(n, d)``) as an array ``(n, m)``."""
+        if self.pde_residual is None:
+            raise ValueError("this PhysicsInformedLoss has no pde_residual")
+        r = self.residual_fn(points.shape[-1])
+        return jax.vmap(lambda p: r(model, p))(points)
+
+    def check(self, model: nnx.Module, points: jax.Array) -> None:
+        """Fail early with a clear message if the residual does not fit the model and points."""
+        if self.pde_residual is None:
+            return
+        r = self.residual_fn(points.shape[-1])
+        graphdef, state = nnx.split(model)
+        try:
+            out = jax.eval_shape(lambda s, p: r(nnx.merge(graphdef, s), p), state, points[0])
+        except Exception as e:
+            raise ValueError(
+                f"pde_residual: evaluating it at one point of shape {tuple(points.shape[1:])} "
+                f"failed ({type(e).__name__}: {e})"
+            ) from e
+        if out.ndim != 1:
+            raise ValueError(
+                f"pde_residual: must return a scalar or a vector per point, got shape {out.shape}"
+            )
+
+    # ----------------------------------------------------------------- terms
+    def terms(
+        self,
+        model: Callable,
+        points: jax.Array | None,
+        weights: jax.Array | None = None,
+        *,
+        boundary: tuple[jax.Array, jax.Array] | None = None,
+        conditions: Sequence[ConditionSet] = (),
+        data: tuple | None = None,
+        space_dims: int | None = None,
+    ) -> dict[str, jax.Array]:
+        """Named loss terms (unweighted).
+
+        Args:
+            model: the network (called on batches ``(n, d)``).
+            points: collocation points ``(n, d)`` for the PDE term.
+            weights: per-point weights of the collocation points (0 masks padding).
+            boundary: ``(points, values)`` boundary data.
+            conditions: condition point sets.
+            data: ``(x, y)`` labelled data.
+            space_dims: spatial dimensions when the last input is time (for conditions).
+        """
+        out: dict[str, jax.Array] = {}
+        if self.pde_residual is not None and points is not None:
+            r = self.residuals(model, points)
+            per_point = jnp.mean(r * r, axis=1)
+            w = jnp.ones_like(per_point) if weights is None else weights
+            out["physics"] = jnp.sum(w * per_point) / jnp.sum(w)
+        if boundary is not None:
+            xb, vb = boundary
+            pred = model(xb)
+            out["boundary"] = jnp.mean(jnp.square(pred.reshape(vb.shape) - vb))
+        u = point_function(model)
+        for cs in conditions:
+            c = cs.condition
+            if isinstance(c, PeriodicBC):
+                r = jax.vmap(lambda p, q, c=c: c.residual_pair(u, p, q))(cs.points, cs.images)
+            else:
+                nrm = cs.normals
+
+                def one(p, n, c=c):
+                    return c.residual(u, p, n, space_dims)
+
+                if nrm is None:
+                    r = jax.vmap(lambda p, c=c: c.residual(u, p, None, space_dims))(cs.points)
+                else:
+                    r = jax.vmap(one)(cs.points, nrm)
+            out[cs.name] = jnp.mean(jnp.square(r))
+        if data is not None:
+            xd, yd = data
+            out["data"] = self.data_loss(model(xd), yd, jnp.ones((xd.shape[0],), jnp.float32))
+        return out
+
+    def term_weights(self, names: Sequence[str]) -> dict[str, float]:
+        c = self.config
+
+        def w(name):
+            if name == "physics":
+                return c.physics_weight
+            if name == "data":
+                return c.data_weight
+            if name.startswith("initial"):
+                return c.initial_weight
+            return c.boundary_weight
+
+        return {n: float(w(n)) for n in names}
+
+    def __call__(
+        self,
+        model: Callable,
+        points: jax.Array,
+        boundary_data=None,
+        data=None,
+        conditions: Sequence[ConditionSet] = (),
+    ) -> jax.Array:
+        """Weighted total with the configured (initial) weights."""
+        t = self.terms(model, points, boundary=boundary_data, data=data, conditions=conditions)
+        w = self.term_weights(list(t))
+        return sum(w[k] * v for k, v in t.items())

@@ -1,0 +1,208 @@
+"""Loss-term weighting rules that run inside the compiled training step.
+
+A rule owns a small pytree state (always holding ``"weights"``, a dict from term name to
+weight) that lives in ``TrainState.loss_weights``. The engine multiplies each named loss
+term by its weight and, every ``every`` steps, calls ``update`` with the current term values
+and, for gradient-based rules, each term's gradient with respect to the parameters. Updates
+are ``lax.cond``-gated inside the step: no host round trip, no recompilation.
+
+Rules:
+    - :class:`GradNormBalancing`: ``lambda_i = sum_j |grad L_j| / |grad L_i|``, smoothed
+      (Wang, Wang, Perdikaris et al., "An expert's guide to training physics-informed neural
+      networks", 2023, Sec. 3.2).
+    - :class:`LearningRateAnnealing`: ``lambda_i = max|grad L_r| / mean|grad L_i|`` against the
+      PDE residual term, smoothed (Wang, Teng, Perdikaris, "Understanding and mitigating
+      gradient flow pathologies in physics-informed neural networks", SIAM J. Sci. Comput.
+      43 (2021)).
+    - :class:`ReLoBRaLo`: relative loss balancing with random lookback (Bischof & Kraus,
+      "Multi-objective loss balancing for physics-informed deep learning", 2021).
+    - :class:`SoftAdapt`: softmax of the loss rates of change (Heydari, Thompson, Mehmood,
+      "SoftAdapt: techniques for adaptive loss weighting of neural networks with
+      multi-part loss functions", 2019).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+Weights = dict[str, jax.Array]
+
+
+def _f32(x) -> jax.Array:
+    return jnp.asarray(x, jnp.float32)
+
+
+class WeightingRule(abc.ABC):
+    """Base of in-graph weighting rules.
+
+    Attributes:
+        every: update period in optimizer steps.
+        needs_grads: whether ``update`` needs per-term parameter gradients.
+    """
+
+    every: int = 1
+    needs_grads: bool = False
+
+    def init(self, weights: dict[str, float]) -> dict[str, Any]:
+        """Initial rule state from the configured (fixed) weights."""
+        return {"weights": {k: _f32(v) for k, v in weights.items()}}
+
+    @abc.abstractmethod
+    def update(
+        self, state: dict[str, Any], values: Weights, grads: dict[str, Any] | None, key: jax.Array
+    ) -> dict[str, Any]:
+        """New rule state from the term values (and gradients)."""
+
+
+def _tree_l2(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+@dataclasses.dataclass(frozen=True)
+class GradNormBalancing(WeightingRule):
+    """Balance the gradient norms of the terms (global-norm form).
+
+    ``lambda_hat_i = (sum_j ||grad L_j||) / ||grad L_i||``;
+    ``lambda_i <- momentum * lambda_i + (1 - momentum) * lambda_hat_i``.
+    """
+
+    every: int = 100
+    momentum: float = 0.9
+    needs_grads: bool = dataclasses.field(default=True, init=False)
+
+    def update(self, state, values, grads, key):
+        norms = {k: _tree_l2(g) for k, g in grads.items()}
+        total = sum(norms.values())
+        out = {}
+        for k, w in state["weights"].items():
+            hat = total / jnp.maximum(norms[k], 1e-12)
+            out[k] = self.momentum * w + (1 - self.momentum) * hat
+        return {**state, "weights": out}
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningRateAnnealing(WeightingRule):
+    """Wang, Teng & Perdikaris (2021), Algorithm 1, with ``reference`` the residual term.
+
+    ``lambda_hat_i = max|grad L_ref| / mean|grad L_i|`` for every other term ``i``;
+    ``lambda_i <- momentum * lambda_i + (1 - momentum) * lambda_hat_i``. The reference term
+    keeps its weight.
+    """
+
+    every: int = 100
+    momentum: float = 0.9
+    reference: str = "physics"
+    needs_grads: bool = dataclasses.field(default=True, init=False)
+
+    def update(self, state, values, grads, key):
+        if self.reference not in grads:
+            raise ValueError(
+                f"LearningRateAnnealing: no {self.reference!r} term to balance against"
+            )
+        gmax = jnp.max(
+            jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(grads[self.reference])])
+        )
+        out = {}
+        for k, w in state["weights"].items():
+            if k == self.reference:
+                out[k] = w
+                continue
+            leaves = jax.tree.leaves(grads[k])
+            mean = sum(jnp.sum(jnp.abs(x)) for x in leaves) / sum(x.size for x in leaves)
+            hat = gmax / jnp.maximum(mean, 1e-12)
+            out[k] = self.momentum * w + (1 - self.momentum) * hat
+        return {**state, "weights": out}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReLoBRaLo(WeightingRule):
+    """Relative loss balancing with random lookback (Bischof & Kraus 2021, Eqs. 8-11).
+
+    With ``m`` terms, ``bal_i(t, t') = m softmax_i(L_i(t) / (T L_i(t')))``;
+    ``lambda_i = alpha (rho lambda_i(t-1) + (1 - rho) bal_i(t, 0)) + (1 - alpha) bal_i(t, t-1)``
+    where ``rho`` is Bernoulli with mean ``expected_rho``.
+    """
+
+    every: int = 1
+    alpha: float = 0.999
+    temperature: float = 0.1
+    expected_rho: float = 0.999
+
+    def init(self, weights):
+        st = super().init(weights)
+        nan = {k: _f32(jnp.nan) for k in weights}
+        return {**st, "initial": nan, "previous": nan}
+
+    def update(self, state, values, grads, key):
+        names = list(state["weights"])
+        L = jnp.stack([values[k] for k in names])
+        first = jnp.isnan(state["initial"][names[0]])
+        L0 = jnp.where(first, L, jnp.stack([state["initial"][k] for k in names]))
+        Lp = jnp.where(first, L, jnp.stack([state["previous"][k] for k in names]))
+        m = len(names)
+
+        def bal(ref):
+            return m * jax.nn.softmax(L / (self.temperature * jnp.maximum(ref, 1e-30)))
+
+        w_old = jnp.stack([state["weights"][k] for k in names])
+        rho = jr.bernoulli(key, self.expected_rho).astype(jnp.float32)
+        hist = rho * w_old + (1 - rho) * bal(L0)
+        w = self.alpha * hist + (1 - self.alpha) * bal(Lp)
+        w = jnp.where(first, w_old, w)
+        return {
+            "weights": {k: w[i] for i, k in enumerate(names)},
+            "initial": {k: L0[i] for i, k in enumerate(names)},
+            "previous": {k: L[i] for i, k in enumerate(names)},
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftAdapt(WeightingRule):
+    """Softmax of loss rates of change (Heydari et al. 2019), scaled so weights sum to ``m``.
+
+    ``s_i = L_i(t) - L_i(t - every)`` (divided by ``sum |s|`` when ``normalized``);
+    ``lambda_i = m softmax(beta s)_i`` (times ``L_i`` before normalising when
+    ``loss_weighted``). Terms that stop decreasing gain weight.
+    """
+
+    every: int = 1
+    beta: float = 0.1
+    normalized: bool = True
+    loss_weighted: bool = False
+
+    def init(self, weights):
+        st = super().init(weights)
+        return {**st, "previous": {k: _f32(jnp.nan) for k in weights}}
+
+    def update(self, state, values, grads, key):
+        names = list(state["weights"])
+        L = jnp.stack([values[k] for k in names])
+        Lp = jnp.stack([state["previous"][k] for k in names])
+        first = jnp.isnan(Lp[0])
+        s = jnp.where(first, 0.0, L - Lp)
+        if self.normalized:
+            s = s / jnp.maximum(jnp.sum(jnp.abs(s)), 1e-12)
+        e = jnp.exp(self.beta * (s - jnp.max(s)))
+        if self.loss_weighted:
+            e = e * L
+        w = len(names) * e / jnp.sum(e)
+        w_old = jnp.stack([state["weights"][k] for k in names])
+        w = jnp.where(first, w_old, w)
+        return {
+            "weights": {k: w[i] for i, k in enumerate(names)},
+            "previous": {k: L[i] for i, k in enumerate(names)},
+        }
+
+
+WEIGHTING_RULES = {
+    "grad_norm": GradNormBalancing,
+    "lra": LearningRateAnnealing,
+    "relobralo": ReLoBRaLo,
+    "softadapt": SoftAdapt,
+}
