@@ -43,8 +43,12 @@ def partial(f: PointFn, *dims: int) -> PointFn:
         raise ValueError("partial needs at least one input dimension, e.g. partial(f, 0)")
     g = f
     for i in dims:
-        g = (lambda h, i: lambda x: jax.jvp(h, (x,), (_unit(x, i),))[1])(g, i)
+        g = _along(g, i)
     return g
+
+
+def _along(h: PointFn, i: int) -> PointFn:
+    return lambda x: jax.jvp(h, (x,), (_unit(x, i),))[1]
 
 
 def gradient(f: PointFn) -> PointFn:
