@@ -1,6 +1,10 @@
 """Training policy built on :mod:`opifex.core.training`."""
 
+from opifex.core.physics.losses import PhysicsInformedLoss as PhysicsInformedLoss
+from opifex.core.physics.losses import PhysicsLossConfig as PhysicsLossConfig
+from opifex.core.physics.problem import PhysicsProblem as PhysicsProblem
 from opifex.core.training.config import TrainingConfig as TrainingConfig
 from opifex.core.training.history import History as History
 from opifex.core.training.state import TrainingState as TrainingState
 from opifex.core.training.trainer import Trainer as Trainer
+from opifex.training.basic_trainer import BasicTrainer as BasicTrainer

@@ -1,0 +1,1 @@
+"""Physics math: derivatives, physics-informed losses, weighting rules, problems."""

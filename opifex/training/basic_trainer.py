@@ -1,0 +1,279 @@
+"""``BasicTrainer``: the unified trainer with physics-informed training.
+
+Same engine and host loop as :class:`~opifex.core.training.trainer.Trainer`; only the task
+differs. Without a physics loss it trains on ``(x, y)`` exactly like ``Trainer``; after
+``set_physics_loss`` it minimises the physics-informed terms on collocation points.
+
+Example:
+    >>> trainer = BasicTrainer(model, config)                       # doctest: +SKIP
+    >>> trainer.set_physics_loss(PhysicsInformedLoss(pde_residual=pde_residual))
+    >>> trained_model, history = trainer.train(
+    ...     train_data=(domain_points, None),
+    ...     boundary_data=(boundary_points, boundary_values))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
+from opifex.core.physics.problem import PhysicsProblem
+from opifex.core.training.config import TrainingConfig
+from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
+from opifex.core.training.trainer import SupervisedTask, Trainer, batched_apply, check_array
+
+
+class PhysicsTask:
+    """The physics-informed objective for the engine (collocation points are minibatched)."""
+
+    def __init__(self, config: TrainingConfig, loss: PhysicsInformedLoss) -> None:
+        self.loss = loss
+        self.weighting = loss.config.make_rule()
+        self.eval_loss = get_loss(config.loss.loss_type)
+        self.eval_batch_size = config.validation.batch_size
+        self._supervised = SupervisedTask(config)
+        self.conditions: tuple[Any, ...] = ()
+        self.space_dims: int | None = None
+        self.has_targets = False
+
+    # ---------------------------------------------------------------- input
+    def prepare_train(
+        self,
+        name: str,
+        train_data: Any,
+        *,
+        boundary_data: Any = None,
+        condition_sets: Sequence[ConditionSet] = (),
+        space_dims: int | None = None,
+    ) -> tuple[Any, Any]:
+        if not isinstance(train_data, tuple | list) or len(train_data) != 2:
+            raise TypeError(
+                f"{name} must be a tuple (collocation_points, targets_or_None), got "
+                f"{type(train_data).__name__}"
+            )
+        pts_raw, y_raw = train_data
+        points = check_array(f"{name}[0] (collocation points)", pts_raw)
+        if points.ndim != 2:
+            raise ValueError(
+                f"{name}[0] (collocation points): expected shape (n_points, n_dims), got "
+                f"{tuple(points.shape)}"
+            )
+        batched: tuple = (points,)
+        self.has_targets = y_raw is not None
+        if self.has_targets:
+            y = check_array(f"{name}[1] (targets)", y_raw)
+            if y.shape[0] != points.shape[0]:
+                raise ValueError(f"{name}: {points.shape[0]} points but {y.shape[0]} targets")
+            batched = (points, y)
+        whole: dict[str, Any] = {}
+        if boundary_data is not None:
+            if not isinstance(boundary_data, tuple | list) or len(boundary_data) != 2:
+                raise TypeError("boundary_data must be a tuple (boundary_points, boundary_values)")
+            bp = check_array("boundary_data[0] (boundary points)", boundary_data[0])
+            bv = check_array("boundary_data[1] (boundary values)", boundary_data[1])
+            if bp.ndim != 2 or bp.shape[1] != points.shape[1]:
+                raise ValueError(
+                    f"boundary_data[0] (boundary points): expected shape (n, {points.shape[1]}) "
+                    f"like the collocation points, got {tuple(bp.shape)}"
+                )
+            if bv.shape[0] != bp.shape[0]:
+                raise ValueError(
+                    f"boundary_data: {bp.shape[0]} boundary points but {bv.shape[0]} values; "
+                    "they must match along the first axis"
+                )
+            whole["boundary"] = (bp, bv)
+        self.conditions = tuple(cs.condition for cs in condition_sets)
+        whole["conditions"] = [
+            {"points": cs.points, "normals": cs.normals, "images": cs.images}
+            for cs in condition_sets
+        ]
+        self.space_dims = space_dims
+        if self.loss.pde_residual is None and not (
+            self.has_targets or whole.get("boundary") or condition_sets
+        ):
+            raise ValueError(
+                "nothing to train: the physics loss has no pde_residual and there "
+                "is no boundary_data, condition or target"
+            )
+        return batched, whole
+
+    def prepare_eval(self, name: str, data: Any) -> Any:
+        return self._supervised.prepare(name, data)
+
+    def term_weights(self, batched: Any, whole: Any) -> dict[str, float]:
+        names = []
+        if self.loss.pde_residual is not None:
+            names.append("physics")
+        if "boundary" in whole:
+            names.append("boundary")
+        names += [ConditionSet(c, None).name for c in self.conditions]
+        if self.has_targets:
+            names.append("data")
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"two conditions produce the same term name: {names}; give each "
+                "boundary one condition"
+            )
+        return self.loss.term_weights(names)
+
+    def check(self, graphdef, params, model_state, batched, whole, val, probe: int) -> None:
+        points = batched[0]
+        xb = points[:probe]
+        try:
+            out = jax.eval_shape(
+                lambda p, s, x: nnx.merge(graphdef, p, s)(x), params, model_state, xb
+            )
+        except Exception as e:
+            raise ValueError(
+                f"train_data: the model does not accept collocation points of shape "
+                f"{tuple(xb.shape)} ({type(e).__name__}: {e})"
+            ) from e
+        if len(out.shape) != 2 or out.shape[0] != xb.shape[0]:
+            raise ValueError(
+                f"the model must map (n, d) points to (n, k) outputs, got {tuple(out.shape)}"
+            )
+        k = out.shape[1]
+        if "boundary" in whole:
+            bp, bv = whole["boundary"]
+            if bv.size != bp.shape[0] * k:
+                raise ValueError(
+                    f"boundary_data[1] (boundary values): shape {tuple(bv.shape)} does not fit "
+                    f"the model's {k} output(s) at {bp.shape[0]} points; use shape "
+                    f"({bp.shape[0]}, {k})" + (f" or ({bp.shape[0]},)" if k == 1 else "")
+                )
+        if self.loss.pde_residual is not None:
+            r = self.loss.residual_fn(points.shape[1])
+            try:
+                res = jax.eval_shape(
+                    lambda p, s, x: r(nnx.merge(graphdef, p, s), x), params, model_state, points[0]
+                )
+            except Exception as e:
+                raise ValueError(
+                    f"pde_residual: evaluating it at one point of shape {tuple(points.shape[1:])}"
+                    f" failed ({type(e).__name__}: {e})"
+                ) from e
+            if len(res.shape) != 1:
+                raise ValueError(
+                    f"pde_residual must return a scalar (or a vector) per point, "
+                    f"got shape {res.shape}"
+                )
+        if self.has_targets:
+            self._supervised.check_model(
+                "train_data", graphdef, params, model_state, batched, probe
+            )
+        if val is not None:
+            vb = min(self.eval_batch_size or probe, val[0].shape[0])
+            self._supervised.check_model("val_data", graphdef, params, model_state, val, vb)
+
+    # ---------------------------------------------------------------- graph
+    def objective(self, model, batch, weights, whole, key):
+        points = batch[0]
+        sets = [
+            ConditionSet(c, a["points"], a["normals"], a["images"])
+            for c, a in zip(self.conditions, whole["conditions"], strict=True)
+        ]
+        terms = self.loss.terms(
+            model,
+            points,
+            weights,
+            boundary=whole.get("boundary"),
+            conditions=sets,
+            space_dims=self.space_dims,
+        )
+        if self.has_targets:
+            terms["data"] = self.loss.data_loss(model(points), batch[1], weights)
+        return terms, {}
+
+    def eval_fn(self, model, data):
+        x, y = data
+        pred = batched_apply(model, x, self.eval_batch_size)
+        w = jnp.ones((x.shape[0],), jnp.float32)
+        out = {"loss": self.eval_loss(pred, y, w)}
+        for name, fn in LOSS_FUNCTIONS.items():
+            out[name] = fn(pred, y, w)
+        return out
+
+
+class BasicTrainer(Trainer):
+    """Standard training, plus physics-informed training after :meth:`set_physics_loss`.
+
+    Args:
+        model: any ``flax.nnx.Module`` mapping ``(n, d)`` points to ``(n, k)`` outputs.
+        config: the run configuration.
+        meta_optimizer: reserved for :class:`opifex.optimization.MetaOptimizer`.
+        rngs: optional ``nnx.Rngs`` for the run's key.
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        config: TrainingConfig | None = None,
+        meta_optimizer: Any = None,
+        *,
+        rngs: nnx.Rngs | None = None,
+    ) -> None:
+        if meta_optimizer is not None:
+            raise NotImplementedError(
+                "BasicTrainer(meta_optimizer=...): learned optimizers are not implemented in "
+                "this version; leave meta_optimizer=None"
+            )
+        super().__init__(model, config, rngs=rngs)
+        self.physics_loss: PhysicsInformedLoss | None = None
+
+    def set_physics_loss(self, physics_loss: PhysicsInformedLoss) -> None:
+        """Train on ``physics_loss`` from now on (the compiled chunk is rebuilt once)."""
+        if not isinstance(physics_loss, PhysicsInformedLoss):
+            raise TypeError(
+                f"set_physics_loss expects a PhysicsInformedLoss, got {type(physics_loss).__name__}"
+            )
+        self.physics_loss = physics_loss
+        self.task = PhysicsTask(self.config, physics_loss)
+        self._engine = None
+        self._state = None
+
+    def train(
+        self,
+        train_data: Any = None,
+        val_data: Any = None,
+        boundary_data: Any = None,
+        *,
+        problem: PhysicsProblem | None = None,
+    ):
+        """Train; see :meth:`Trainer.train`.
+
+        Args:
+            train_data: ``(x, y)`` for supervised training, or ``(collocation_points, None)``
+                (or with targets, adding a data term) once a physics loss is set.
+            val_data: ``(x, y_reference)``; reports ``val_relative_l2`` and friends.
+            boundary_data: ``(boundary_points, boundary_values)`` for a Dirichlet-type term.
+            problem: a :class:`PhysicsProblem`; its sampled points and conditions are used
+                (and its loss, unless one was set).
+        """
+        if problem is not None:
+            if train_data is not None:
+                raise ValueError("pass either train_data or problem, not both")
+            if self.physics_loss is None:
+                self.set_physics_loss(problem.loss)
+            points, sets = problem.sample()
+            return self._train(
+                val_data,
+                "problem",
+                (points, None),
+                boundary_data=boundary_data,
+                condition_sets=sets,
+                space_dims=problem.space_dims,
+            )
+        if train_data is None:
+            raise ValueError("train_data is required (or pass problem=...)")
+        if self.physics_loss is None:
+            if boundary_data is not None:
+                raise ValueError("boundary_data needs a physics loss: call set_physics_loss first")
+            return super().train(train_data, val_data)
+        return self._train(val_data, "train_data", train_data, boundary_data=boundary_data)
+
+    fit = train

@@ -1,0 +1,75 @@
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from opifex.core.physics.losses import PhysicsLossConfig
+from opifex.core.physics.weighting import (
+    GradNormBalancing,
+    LearningRateAnnealing,
+    ReLoBRaLo,
+    SoftAdapt,
+)
+
+GRADS = {"physics": {"w": jnp.array([3.0, -4.0])}, "boundary": {"w": jnp.array([0.5, 0.0])}}
+VALUES = {"physics": jnp.float32(2.0), "boundary": jnp.float32(0.5)}
+
+
+def test_grad_norm_balancing_formula():
+    rule = GradNormBalancing(momentum=0.0)
+    st = rule.update(rule.init({"physics": 1.0, "boundary": 1.0}), VALUES, GRADS, jr.key(0))
+    # norms 5 and 0.5: lambda_i = 5.5 / norm_i
+    np.testing.assert_allclose(st["weights"]["physics"], 5.5 / 5.0, rtol=1e-6)
+    np.testing.assert_allclose(st["weights"]["boundary"], 5.5 / 0.5, rtol=1e-6)
+    smooth = GradNormBalancing(momentum=0.9)
+    st = smooth.update(smooth.init({"physics": 1.0, "boundary": 1.0}), VALUES, GRADS, jr.key(0))
+    np.testing.assert_allclose(st["weights"]["boundary"], 0.9 + 0.1 * 11.0, rtol=1e-6)
+
+
+def test_learning_rate_annealing_formula():
+    rule = LearningRateAnnealing(momentum=0.0)
+    st = rule.update(rule.init({"physics": 1.0, "boundary": 2.0}), VALUES, GRADS, jr.key(0))
+    assert float(st["weights"]["physics"]) == 1.0
+    # max |grad physics| = 4, mean |grad boundary| = 0.25
+    np.testing.assert_allclose(st["weights"]["boundary"], 16.0, rtol=1e-6)
+
+
+def test_relobralo_formula():
+    rule = ReLoBRaLo(alpha=0.5, temperature=1.0, expected_rho=1.0)
+    st = rule.init({"a": 1.0, "b": 1.0})
+    st = rule.update(st, {"a": jnp.float32(1.0), "b": jnp.float32(1.0)}, None, jr.key(0))
+    np.testing.assert_allclose([st["weights"]["a"], st["weights"]["b"]], [1.0, 1.0])
+    st = rule.update(st, {"a": jnp.float32(2.0), "b": jnp.float32(0.5)}, None, jr.key(1))
+    ratios = np.array([2.0, 0.5])
+    bal = 2 * np.exp(ratios) / np.exp(ratios).sum()
+    want = 0.5 * 1.0 + 0.5 * bal  # rho = 1: history keeps the old weight
+    np.testing.assert_allclose([st["weights"]["a"], st["weights"]["b"]], want, rtol=1e-5)
+
+
+def test_softadapt_favours_the_stalling_term():
+    rule = SoftAdapt(beta=10.0, normalized=True)
+    st = rule.init({"a": 1.0, "b": 1.0})
+    st = rule.update(st, {"a": jnp.float32(1.0), "b": jnp.float32(1.0)}, None, jr.key(0))
+    st = rule.update(st, {"a": jnp.float32(0.5), "b": jnp.float32(1.0)}, None, jr.key(0))
+    s = np.array([-0.5, 0.0]) / 0.5
+    e = np.exp(10 * (s - s.max()))
+    np.testing.assert_allclose([st["weights"]["a"], st["weights"]["b"]], 2 * e / e.sum(), rtol=1e-5)
+    assert float(st["weights"]["b"]) > float(st["weights"]["a"])
+
+
+def test_config_builds_rules():
+    assert PhysicsLossConfig().make_rule() is None
+    r = PhysicsLossConfig(adaptive_weighting=True, weight_update_frequency=7).make_rule()
+    assert isinstance(r, GradNormBalancing) and r.every == 7
+    for name, cls in [
+        ("lra", LearningRateAnnealing),
+        ("relobralo", ReLoBRaLo),
+        ("softadapt", SoftAdapt),
+    ]:
+        assert isinstance(
+            PhysicsLossConfig(adaptive_weighting=True, weighting=name).make_rule(), cls
+        )
+    with pytest.raises(ValueError, match="PhysicsLossConfig.weighting"):
+        PhysicsLossConfig(weighting="ntk_trace", adaptive_weighting=True)
+    with pytest.raises(ValueError, match="adaptive_weighting=False"):
+        PhysicsLossConfig(weighting="softadapt")
