@@ -18,14 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.core.training.config import TrainingConfig
-from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
-from opifex.core.training.trainer import SupervisedTask, Trainer, batched_apply, check_array
+from opifex.core.training.trainer import SupervisedTask, Trainer, check_array
 
 
 class PhysicsTask:
@@ -34,7 +32,6 @@ class PhysicsTask:
     def __init__(self, config: TrainingConfig, loss: PhysicsInformedLoss) -> None:
         self.loss = loss
         self.weighting = loss.config.make_rule()
-        self.eval_loss = get_loss(config.loss.loss_type)
         self.eval_batch_size = config.validation.batch_size
         self._supervised = SupervisedTask(config)
         self.conditions: tuple[Any, ...] = ()
@@ -190,13 +187,8 @@ class PhysicsTask:
         return terms, {}
 
     def eval_fn(self, model, data):
-        x, y = data
-        pred = batched_apply(model, x, self.eval_batch_size)
-        w = jnp.ones((x.shape[0],), jnp.float32)
-        out = {"loss": self.eval_loss(pred, y, w)}
-        for name, fn in LOSS_FUNCTIONS.items():
-            out[name] = fn(pred, y, w)
-        return out
+        """Validation against reference values: the same metrics as supervised training."""
+        return self._supervised.eval_fn(model, data)
 
 
 class BasicTrainer(Trainer):
