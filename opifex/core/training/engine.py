@@ -52,8 +52,8 @@ class TrainState:
     """Everything that changes during training, as one pytree.
 
     Attributes:
-        params: trainable variables of the model (``nnx.Param``).
-        model_state: the model's other variables (batch statistics, RNG counters, ...).
+        params: trainable variables of the model (``nnx.Param``), as a nested dict of arrays.
+        model_state: the model's other variables (batch statistics, RNG counters, ...), likewise.
         opt_state: the optax state (holds the injected learning rate).
         step: optimizer steps taken (minibatches processed).
         epoch: completed epochs.
@@ -85,6 +85,11 @@ def _owned(x: Any) -> Any:
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         return jr.wrap_key_data(jr.key_data(x) + 0, impl=jr.key_impl(x))
     return (x + jnp.zeros((), x.dtype)).astype(x.dtype)
+
+
+def pure(tree: PyTree) -> PyTree:
+    """``nnx.State`` -> nested dict of arrays (cheap to flatten at every dispatch)."""
+    return nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree
 
 
 def _all_finite(*xs: jax.Array) -> jax.Array:
@@ -150,8 +155,13 @@ class Engine:
 
     # ----------------------------------------------------------------- state
     def init_state(self, params: PyTree, model_state: PyTree, key: jax.Array) -> TrainState:
-        """A fresh state owning copies of its inputs: optimizer initialised, counters at zero."""
-        return self._init(params, model_state, key)
+        """A fresh state owning copies of its inputs: optimizer initialised, counters at zero.
+
+        ``params`` and ``model_state`` may be ``nnx.State`` s; the state holds them as nested
+        dicts of arrays (``nnx.to_pure_dict``), which ``nnx.merge`` accepts and which cost a
+        fraction of the flattening time at every chunk dispatch.
+        """
+        return self._init(pure(params), pure(model_state), key)
 
     def _init_state(self, params, model_state, key):
         state = TrainState(
@@ -196,7 +206,8 @@ class Engine:
             return total(terms), (terms, metrics)
 
         (loss, (terms, metrics)), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
-        new_ms = nnx.split(model, nnx.Param, ...)[2]
+        grads = pure(grads)
+        new_ms = pure(nnx.split(model, nnx.Param, ...)[2])
         extra = {}
         if self.uses_value_fn:
             terms_fn = self._terms_fn(state.model_state, batch, weights, whole, step_key)

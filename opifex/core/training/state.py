@@ -21,7 +21,7 @@ class TrainingState:
         learning_rate: learning rate of the last update.
         params: a copy of the current trainable parameters (``nnx.State``).
         opt_state: a copy of the optimizer state.
-        model_state: a copy of the model's other variables.
+        model_state: a copy of the model's other variables (nested dict of arrays).
         recovery_attempts: records of host-side recovery actions (one dict per attempt).
         diagnostics: other facts about the run (stop reason, compile time, throughput, ...).
     """

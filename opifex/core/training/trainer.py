@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from opifex.core.training.checkpoint import CheckpointStore
 from opifex.core.training.config import TrainingConfig
-from opifex.core.training.engine import Engine, TrainState
+from opifex.core.training.engine import Engine, TrainState, pure
 from opifex.core.training.history import History
 from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
 from opifex.core.training.optimizers import build_optimizer, needs_value_fn
@@ -46,6 +46,21 @@ from opifex.core.training.state import TrainingState
 logger = logging.getLogger("opifex")
 
 PyTree = Any
+
+
+def _update_model(model: nnx.Module, params: PyTree, model_state: PyTree) -> None:
+    """Write (pure-dict) params and variables into the user's model, as fresh buffers."""
+    _, p_tmpl, s_tmpl = nnx.split(model, nnx.Param, ...)
+    nnx.replace_by_pure_dict(p_tmpl, _copy(pure(params)))
+    nnx.replace_by_pure_dict(s_tmpl, _copy(pure(model_state)))
+    nnx.update(model, p_tmpl, s_tmpl)
+
+
+def _as_state(model: nnx.Module, flt: Any, tree: PyTree) -> nnx.State:
+    """A copy of a pure-dict tree as an ``nnx.State`` shaped like ``model``'s variables."""
+    tmpl = nnx.state(model, flt)
+    nnx.replace_by_pure_dict(tmpl, _copy(pure(tree)))
+    return tmpl
 
 
 def _copy(tree: PyTree) -> PyTree:
@@ -358,7 +373,7 @@ class Trainer:
             best_epoch=int(self._host["best_epoch"]),
             nonfinite_steps=int(s.recovery["nonfinite_steps"]),
             learning_rate=float(current_learning_rate(s.opt_state)),
-            params=_copy(s.params),
+            params=_as_state(self.model, nnx.Param, s.params),
             opt_state=_copy(s.opt_state),
             model_state=_copy(s.model_state),
             diagnostics=dict(self.diagnostics),
@@ -413,7 +428,7 @@ class Trainer:
         like = Engine(
             self._graphdef, self.task.objective, like_tx, n_points=1, batch_size=None
         ).init_state(params, model_state, self._key)
-        like_best = {"params": params, "model_state": model_state}
+        like_best = {"params": pure(params), "model_state": pure(model_state)}
         state, meta, best_tree = store.restore(like, epoch, best=best, like_params=like_best)
         self._state = state
         self.history = History.from_dict(meta["history"])
@@ -426,7 +441,7 @@ class Trainer:
             "best_model_state": None if best_tree is None else best_tree["model_state"],
             "stopped_early": bool(meta.get("stopped_early", False)),
         }
-        nnx.update(self.model, _copy(state.params), _copy(state.model_state))
+        _update_model(self.model, state.params, state.model_state)
         return self.training_state
 
     def _store_for(self, directory) -> CheckpointStore:
@@ -460,6 +475,7 @@ class Trainer:
         show = cfg.verbose and sys.stderr.isatty()
         chunk, _ = self._periods(val is not None, show)
         store = self._checkpoint_store()
+        validating = val is not None or cfg.early_stopping
         log_file = None
         if cfg.run_dir is not None:
             os.makedirs(cfg.run_dir, exist_ok=True)
@@ -477,54 +493,45 @@ class Trainer:
         t_start = time.perf_counter() - (
             self.history["wall_time"][-1] if self.history.get("wall_time") else 0.0
         )
-        steps_done, train_seconds = 0, 0.0
+        rec = _Recorder(self.history, bar, log_file, t_start, engine.steps_per_epoch)
+        # Chunks dispatched but not yet read back. At a boundary where the host only logs,
+        # the next chunk is dispatched before the previous one's metrics are read, so the
+        # device never waits for the host; at a boundary with a decision (validation,
+        # checkpoint, last epoch) everything is read back first.
+        pending: list[tuple[int, int, Any, bool]] = []
         try:
             while epoch < cfg.num_epochs:
                 k = min(chunk, cfg.num_epochs - epoch)
-                t0 = time.perf_counter()
                 traces = engine.trace_count
                 self._state, metrics = engine.run_chunk(self._state, train, whole, n_epochs=k)
-                metrics = jax.device_get(metrics)  # the one host sync per chunk
-                t1 = time.perf_counter()
-                if engine.trace_count == traces:
-                    steps_done += k * engine.steps_per_epoch
-                    train_seconds += t1 - t0
-                else:
-                    self.diagnostics["compile_and_first_chunk_s"] = t1 - t0
-                epochs = list(range(epoch + 1, epoch + k + 1))
-                t_prev = t0 - t_start
-                walls = [t_prev + (t1 - t0) * (i + 1) / k for i in range(k)]
-                named = {("train_loss" if n == "loss" else n): v for n, v in metrics.items()}
-                named["nonfinite_steps"] = named.pop("nonfinite")
-                self.history.add_epochs(epochs, named, wall_time=walls)
+                pending.append((epoch, k, metrics, engine.trace_count != traces))
                 epoch += k
-                if log_file is not None:
-                    for i, e in enumerate(epochs):
-                        rec = {
-                            "epoch": e,
-                            **{n: float(v[i]) for n, v in named.items()},
-                            "wall_time": walls[i],
-                        }
-                        log_file.write(json.dumps(rec) + "\n")
-                postfix = {"loss": f"{named['train_loss'][-1]:.3e}"}
-                stop = False
-                if (val is not None or cfg.early_stopping) and (
+                validate = validating and (
                     epoch % cfg.validation_frequency == 0 or epoch == cfg.num_epochs
-                ):
-                    stop = self._validate(engine, epoch, val, named, store, log_file, postfix)
-                if (
+                )
+                save = bool(
                     store is not None
                     and cfg.checkpoint_frequency
-                    and (epoch % cfg.checkpoint_frequency == 0)
-                ):
+                    and epoch % cfg.checkpoint_frequency == 0
+                )
+                decide = validate or save or epoch == cfg.num_epochs
+                while len(pending) > (0 if decide else 1):
+                    rec.record(*pending.pop(0))
+                if not decide:
+                    continue
+                stop = False
+                if validate:
+                    stop = self._validate(
+                        engine, epoch, val, rec.last, store, log_file, rec.postfix
+                    )
+                if save:
                     self.save_checkpoint()
-                if train_seconds > 0:
-                    postfix["steps/s"] = f"{steps_done / train_seconds:.0f}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.update(k)
+                rec.refresh()
                 if stop:
                     break
         except KeyboardInterrupt:
+            while pending:
+                rec.record(*pending.pop(0))
             logger.warning("training interrupted at epoch %d", int(self._state.epoch))
             if store is not None:
                 self.save_checkpoint()
@@ -534,8 +541,7 @@ class Trainer:
             bar.close()
             if log_file is not None:
                 log_file.close()
-        if train_seconds > 0:
-            self.diagnostics["steps_per_second"] = steps_done / train_seconds
+        self.diagnostics.update(rec.diagnostics())
         self._finish(final=True)
         if store is not None and cfg.checkpoint.save_final:
             self.save_checkpoint()
@@ -583,4 +589,58 @@ class Trainer:
         if final and self.config.validation.restore_best and h["best_params"] is not None:
             params, model_state = h["best_params"], h["best_model_state"]
             self.history.set_event("restored_epoch", h["best_epoch"])
-        nnx.update(self.model, _copy(params), _copy(model_state))
+        _update_model(self.model, params, model_state)
+
+
+class _Recorder:
+    """Reads back a chunk's metrics (the one host sync per chunk) and logs them."""
+
+    def __init__(self, history: History, bar, log_file, t_start: float, steps_per_epoch: int):
+        self.history, self.bar, self.log_file = history, bar, log_file
+        self.t_start, self.spe = t_start, steps_per_epoch
+        self.t_prev = time.perf_counter()
+        self.steps, self.seconds, self.compile_s = 0, 0.0, None
+        self.last: dict[str, Any] = {}
+        self.postfix: dict[str, str] = {}
+
+    def record(self, first_epoch: int, k: int, metrics: Any, compiled: bool) -> None:
+        metrics = jax.device_get(metrics)
+        t1 = time.perf_counter()
+        dt = t1 - self.t_prev
+        if compiled:
+            self.compile_s = dt
+        else:
+            self.steps += k * self.spe
+            self.seconds += dt
+        epochs = list(range(first_epoch + 1, first_epoch + k + 1))
+        t0 = self.t_prev - self.t_start
+        walls = [t0 + dt * (i + 1) / k for i in range(k)]
+        self.t_prev = t1
+        named = {("train_loss" if n == "loss" else n): v for n, v in metrics.items()}
+        named["nonfinite_steps"] = named.pop("nonfinite")
+        self.history.add_epochs(epochs, named, wall_time=walls)
+        if self.log_file is not None:
+            for i, e in enumerate(epochs):
+                row = {
+                    "epoch": e,
+                    **{n: float(v[i]) for n, v in named.items()},
+                    "wall_time": walls[i],
+                }
+                self.log_file.write(json.dumps(row) + "\n")
+        self.last = named
+        self.postfix["loss"] = f"{named['train_loss'][-1]:.3e}"
+        if self.seconds > 0:
+            self.postfix["steps/s"] = f"{self.steps / self.seconds:.0f}"
+        self.bar.update(k)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.bar.set_postfix(self.postfix, refresh=True)
+
+    def diagnostics(self) -> dict[str, float]:
+        out = {}
+        if self.compile_s is not None:
+            out["compile_and_first_chunk_s"] = self.compile_s
+        if self.seconds > 0:
+            out["steps_per_second"] = self.steps / self.seconds
+        return out
