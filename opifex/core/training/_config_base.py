@@ -53,6 +53,7 @@ class _ConfigBase:
     """Shared dict / JSON / YAML conversion for the config dataclasses."""
 
     _nested: ClassVar[dict[str, type]] = {}
+    _nested_seq: ClassVar[dict[str, type]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -61,7 +62,7 @@ class _ConfigBase:
             if isinstance(value, _ConfigBase) or dataclasses.is_dataclass(value):
                 value = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [v.to_dict() if isinstance(v, _ConfigBase) else v for v in value]
             out[f.name] = value
         return out
 
@@ -81,6 +82,11 @@ class _ConfigBase:
         for name, sub in cls._nested.items():
             if isinstance(kwargs.get(name), Mapping):
                 kwargs[name] = sub.from_dict(kwargs[name])
+        for name, sub in cls._nested_seq.items():
+            if isinstance(kwargs.get(name), list | tuple):
+                kwargs[name] = tuple(
+                    sub.from_dict(v) if isinstance(v, Mapping) else v for v in kwargs[name]
+                )
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             if isinstance(kwargs.get(f.name), list):
                 kwargs[f.name] = tuple(kwargs[f.name])

@@ -90,8 +90,13 @@ class CheckpointStore:
     ) -> None:
         """Write a checkpoint labelled ``epoch`` (replacing one with the same label)."""
         mgr = self._manager(best)
-        if epoch in mgr.all_steps():
-            mgr.delete(epoch)
+        # Checkpoints at or after this epoch belong to a future this run has abandoned (it
+        # was resumed from an earlier one); orbax also refuses to write a step older than
+        # its latest. Remove them so the directory describes this run.
+        for old in sorted(mgr.all_steps()):
+            if old >= epoch:
+                mgr.delete(old)
+        mgr.reload()
         # loss_weights and sampler are nested dicts whose layout depends on the task's data;
         # they are stored as separate items and restored without a structure template.
         dicts = {k: getattr(state, k) for k in _DICT_FIELDS if jax.tree.leaves(getattr(state, k))}
@@ -123,6 +128,9 @@ class CheckpointStore:
     ) -> tuple[PyTree, dict, PyTree]:
         """Restore ``(state, meta, best_params)``; ``like_*`` give the tree structure.
 
+        ``like_state`` may be a function of the epoch label (the structure of the optimizer
+        state depends on the stage that wrote the checkpoint).
+
         Raises:
             FileNotFoundError: no checkpoint (or none with that epoch label) exists.
         """
@@ -137,6 +145,8 @@ class CheckpointStore:
                 f"no checkpoint for epoch {epoch} under {mgr.directory}; available: {available}"
             )
         meta = mgr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if callable(like_state):
+            like_state = like_state(epoch)
         like_core = like_state.replace(**{k: {} for k in _DICT_FIELDS})
         items = {"state": ocp.args.StandardRestore(_abstract(like_core))}
         if meta.get("has_best_params") and like_params is not None:

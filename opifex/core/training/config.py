@@ -192,6 +192,36 @@ class CheckpointConfig(_ConfigBase):
         _check_int("CheckpointConfig", "max_to_keep", self.max_to_keep, 1)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimizerStage(_ConfigBase):
+    """A further optimization stage that runs after the main one (e.g. L-BFGS after Adam).
+
+    The parameters, PRNG key and counters carry over; the stage's optimizer starts from a
+    fresh state. Epoch numbers continue across stages, and validation, checkpoint and log
+    periods count the global epoch.
+
+    Attributes:
+        num_epochs: epochs in this stage.
+        learning_rate: base learning rate of this stage (for L-BFGS: the scale of the
+            search direction before the line search; 1.0 is the usual choice).
+        optimizer: the stage's optimizer (default: L-BFGS with a zoom line search).
+    """
+
+    num_epochs: int
+    learning_rate: float = 1.0
+    optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(name="lbfgs")
+    )
+
+    _nested: ClassVar[dict[str, type]] = {"optimizer": OptimizerConfig}
+
+    def __post_init__(self) -> None:
+        _check_int("OptimizerStage", "num_epochs", self.num_epochs, 1)
+        _check_float("OptimizerStage", "learning_rate", self.learning_rate, low=0.0, low_open=True)
+        if not isinstance(self.optimizer, OptimizerConfig):
+            _fail("OptimizerStage", "optimizer", "must be an OptimizerConfig")
+
+
 _PHYSICS_SLOTS: dict[str, tuple[type, str]] = {
     "conservation_config": (_pc.ConservationConfig, "conservation-law penalty terms"),
     "multiscale_config": (_pc.MultiScaleConfig, "multi-scale loss weighting"),
@@ -232,6 +262,8 @@ class TrainingConfig(_ConfigBase):
             (``None``: chosen so that a run has about 100 updates).
         verbose: show a progress bar (only when the output is a terminal).
         run_dir: directory for the JSONL metrics log and, by default, checkpoints.
+        stages: further :class:`OptimizerStage` s after the first ``num_epochs`` epochs
+            (e.g. ``(OptimizerStage(num_epochs=500),)`` for L-BFGS after Adam).
     """
 
     num_epochs: int = 100
@@ -251,6 +283,7 @@ class TrainingConfig(_ConfigBase):
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    stages: tuple[OptimizerStage, ...] = ()
     conservation_config: Any = None
     multiscale_config: Any = None
     boundary_config: Any = None
@@ -267,6 +300,7 @@ class TrainingConfig(_ConfigBase):
         "checkpoint": CheckpointConfig,
         **{name: cls for name, (cls, _) in _PHYSICS_SLOTS.items()},
     }
+    _nested_seq: ClassVar[dict[str, type]] = {"stages": OptimizerStage}
 
     def __post_init__(self) -> None:
         c = "TrainingConfig"
@@ -297,6 +331,12 @@ class TrainingConfig(_ConfigBase):
                 _fail(
                     c, name, f"must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
                 )
+        if isinstance(self.stages, list):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        if not isinstance(self.stages, tuple) or not all(
+            isinstance(st, OptimizerStage) for st in self.stages
+        ):
+            _fail(c, "stages", f"must be a tuple of OptimizerStage, got {self.stages!r}")
         for name, (cls, feature) in _PHYSICS_SLOTS.items():
             value = getattr(self, name)
             if value is None:
@@ -307,6 +347,19 @@ class TrainingConfig(_ConfigBase):
                 f"TrainingConfig.{name}: {feature} is not implemented in this version of "
                 f"Opifex, so a {cls.__name__} would be ignored; leave {name}=None for now."
             )
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of all stages together."""
+        return self.num_epochs + sum(st.num_epochs for st in self.stages)
+
+    def stage_plan(self) -> list[tuple[int, int, OptimizerConfig, float]]:
+        """``(first_epoch, end_epoch, optimizer, learning_rate)`` per stage, main stage first."""
+        plan = [(0, self.num_epochs, self.optimizer, self.learning_rate)]
+        for st in self.stages:
+            start = plan[-1][1]
+            plan.append((start, start + st.num_epochs, st.optimizer, st.learning_rate))
+        return plan
 
     @property
     def effective_patience(self) -> int | None:

@@ -151,6 +151,7 @@ class Engine:
         self.eval_trace_count = 0
         self._chunk = jax.jit(self._run_chunk, static_argnames=("n_epochs",), donate_argnums=0)
         self._init = jax.jit(self._init_state)
+        self._reset = jax.jit(self._reset_optimizer, donate_argnums=0)
         self._eval = jax.jit(self._evaluate)
 
     # ----------------------------------------------------------------- state
@@ -179,6 +180,13 @@ class Engine:
             ),
         )
         return jax.tree.map(_owned, state)
+
+    def _reset_optimizer(self, state: TrainState) -> TrainState:
+        return state.replace(opt_state=jax.tree.map(_owned, self.tx.init(state.params)))
+
+    def reset_optimizer(self, state: TrainState) -> TrainState:
+        """``state`` with this engine's optimizer freshly initialised (stage switches)."""
+        return self._reset(state)
 
     # ------------------------------------------------------------------ step
     def _terms_fn(self, model_state, batch, weights, whole, key):

@@ -233,7 +233,7 @@ class Trainer:
         except Exception:  # the model has no such switches
             eval_view = model
         self._eval_graphdef = nnx.graphdef(eval_view) if eval_view is not model else None
-        self._engine: Engine | None = None
+        self._engines: dict[int, Engine] = {}
         self._engine_key: tuple | None = None
         self._state: TrainState | None = None
         self._store: CheckpointStore | None = None
@@ -254,33 +254,57 @@ class Trainer:
             "stopped_early": False,
         }
 
-    def _total_steps(self, steps_per_epoch: int) -> int:
-        acc = self.config.optimizer.gradient_accumulation_steps
-        return max(self.config.num_epochs * steps_per_epoch // acc, 1)
+    @property
+    def _engine(self) -> Engine | None:
+        """The main stage's engine (``None`` until training data has been seen)."""
+        return self._engines.get(0)
 
-    def _build_engine(self, n_points: int, term_weights: dict[str, float] | None = None) -> Engine:
+    @_engine.setter
+    def _engine(self, value: None) -> None:
+        if value is not None:
+            raise ValueError("engines are built by _build_engine")
+        self._engines = {}
+
+    def _stage_of(self, epoch: int, *, finished: bool = False) -> int:
+        """Stage that runs epoch ``epoch + 1`` (or, ``finished``, that produced ``epoch``)."""
+        plan = self.config.stage_plan()
+        for s, (start, stop, _, _) in enumerate(plan):
+            if (start < epoch <= stop) if finished else (start <= epoch < stop):
+                return s
+        return 0 if finished else len(plan) - 1
+
+    def _make_tx(self, stage: int, steps_per_epoch: int):
+        start, stop, opt, lr = self.config.stage_plan()[stage]
+        total = max((stop - start) * steps_per_epoch // opt.gradient_accumulation_steps, 1)
+        return build_optimizer(opt, lr, total), needs_value_fn(opt)
+
+    def _build_engine(
+        self, n_points: int, term_weights: dict[str, float] | None = None, stage: int = 0
+    ) -> Engine:
         cfg = self.config
         bs = cfg.batch_size
         key = (n_points, bs, id(self.task), tuple(sorted((term_weights or {}).items())))
-        if self._engine is not None and self._engine_key == key:
-            return self._engine
+        if self._engine_key != key:
+            self._engines = {}
+            self._engine_key = key
+        if stage in self._engines:
+            return self._engines[stage]
         spe = math.ceil(n_points / (n_points if bs is None else min(bs, n_points)))
-        tx = build_optimizer(cfg.optimizer, cfg.learning_rate, self._total_steps(spe))
-        self._engine = Engine(
+        tx, uses_value_fn = self._make_tx(stage, spe)
+        self._engines[stage] = Engine(
             self._graphdef,
             self.task.objective,
             tx,
             n_points=n_points,
             batch_size=bs,
             shuffle=cfg.shuffle,
-            uses_value_fn=needs_value_fn(cfg.optimizer),
+            uses_value_fn=uses_value_fn,
             eval_graphdef=self._eval_graphdef,
             eval_fn=self.task.eval_fn,
             term_weights=term_weights,
             weighting=self.task.weighting,
         )
-        self._engine_key = key
-        return self._engine
+        return self._engines[stage]
 
     def _new_state(self, engine: Engine) -> TrainState:
         _, params, model_state = nnx.split(self.model, nnx.Param, ...)
@@ -299,7 +323,7 @@ class Trainer:
 
     # --------------------------------------------------------------- public
     def train(self, train_data: Any, val_data: Any = None) -> tuple[nnx.Module, History]:
-        """Train until ``config.num_epochs`` epochs are complete.
+        """Train until ``config.total_epochs`` epochs (all stages) are complete.
 
         A run restored with :meth:`load_checkpoint` (or stopped by an exception) continues
         where it stopped; after a run has completed, calling ``train`` again starts a new run
@@ -332,16 +356,17 @@ class Trainer:
         self.task.check(
             self._graphdef, params, model_state, batched, whole, val, cfg.batch_size or n
         )
-        engine = self._build_engine(n, self.task.term_weights(batched, whole))
+        weights = self.task.term_weights(batched, whole)
+        engine = self._build_engine(n, weights)
         if (
             self._state is None
-            or int(self._state.epoch) >= cfg.num_epochs
+            or int(self._state.epoch) >= cfg.total_epochs
             or self._host["stopped_early"]
         ):
             self._state = self._new_state(engine)
             self.history = History()
             self._host = self._fresh_host()
-        return self._run(engine, batched, whole, val)
+        return self._run(lambda stage: self._build_engine(n, weights, stage), batched, whole, val)
 
     fit = train
 
@@ -424,10 +449,12 @@ class Trainer:
         """
         store = self._store_for(directory)
         _, params, model_state = nnx.split(self.model, nnx.Param, ...)
-        like_tx = build_optimizer(self.config.optimizer, self.config.learning_rate, 1)
-        like = Engine(
-            self._graphdef, self.task.objective, like_tx, n_points=1, batch_size=None
-        ).init_state(params, model_state, self._key)
+
+        def like(epoch: int) -> TrainState:
+            tx, _ = self._make_tx(self._stage_of(epoch, finished=True), 1)
+            eng = Engine(self._graphdef, self.task.objective, tx, n_points=1, batch_size=None)
+            return eng.init_state(params, model_state, self._key)
+
         like_best = {"params": pure(params), "model_state": pure(model_state)}
         state, meta, best_tree = store.restore(like, epoch, best=best, like_params=like_best)
         self._state = state
@@ -470,8 +497,10 @@ class Trainer:
         chunk = math.gcd(*periods) if periods else cfg.num_epochs
         return chunk, periods
 
-    def _run(self, engine: Engine, train: PyTree, whole: PyTree, val: PyTree | None):
+    def _run(self, engine_for, train: PyTree, whole: PyTree, val: PyTree | None):
         cfg = self.config
+        plan = cfg.stage_plan()
+        end = cfg.total_epochs
         show = cfg.verbose and sys.stderr.isatty()
         chunk, _ = self._periods(val is not None, show)
         store = self._checkpoint_store()
@@ -483,7 +512,7 @@ class Trainer:
             log_file = open(os.path.join(cfg.run_dir, "metrics.jsonl"), "a")
         epoch = int(self._state.epoch)
         bar = tqdm(
-            total=cfg.num_epochs,
+            total=end,
             initial=epoch,
             unit="epoch",
             disable=not show,
@@ -493,28 +522,32 @@ class Trainer:
         t_start = time.perf_counter() - (
             self.history["wall_time"][-1] if self.history.get("wall_time") else 0.0
         )
-        rec = _Recorder(self.history, bar, log_file, t_start, engine.steps_per_epoch)
+        rec = _Recorder(self.history, bar, log_file, t_start, engine_for(0).steps_per_epoch)
         # Chunks dispatched but not yet read back. At a boundary where the host only logs,
         # the next chunk is dispatched before the previous one's metrics are read, so the
         # device never waits for the host; at a boundary with a decision (validation,
         # checkpoint, last epoch) everything is read back first.
         pending: list[tuple[int, int, Any, bool]] = []
         try:
-            while epoch < cfg.num_epochs:
-                k = min(chunk, cfg.num_epochs - epoch)
+            while epoch < end:
+                stage = self._stage_of(epoch)
+                engine = engine_for(stage)
+                stop_s = plan[stage][1]
+                if stage > 0 and epoch == plan[stage][0]:
+                    # entering a new optimizer stage: its optimizer starts fresh
+                    self._state = engine.reset_optimizer(self._state)
+                k = min(chunk, stop_s - epoch)
                 traces = engine.trace_count
                 self._state, metrics = engine.run_chunk(self._state, train, whole, n_epochs=k)
                 pending.append((epoch, k, metrics, engine.trace_count != traces))
                 epoch += k
-                validate = validating and (
-                    epoch % cfg.validation_frequency == 0 or epoch == cfg.num_epochs
-                )
+                validate = validating and (epoch % cfg.validation_frequency == 0 or epoch == end)
                 save = bool(
                     store is not None
                     and cfg.checkpoint_frequency
                     and epoch % cfg.checkpoint_frequency == 0
                 )
-                decide = validate or save or epoch == cfg.num_epochs
+                decide = validate or save or epoch == stop_s
                 while len(pending) > (0 if decide else 1):
                     rec.record(*pending.pop(0))
                 if not decide:

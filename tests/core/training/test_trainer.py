@@ -426,3 +426,92 @@ def test_progress_bar_on_a_terminal(quiet_config, monkeypatch):
     monkeypatch.setattr(sys, "stderr", fake2)
     Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), quiet_config(num_epochs=3)).train((x, y))
     assert fake2.getvalue() == ""  # verbose=False: silent
+
+
+def test_lbfgs_stage_after_adam_reaches_the_optimum(quiet_config):
+    x, y, w = linear_data(64)
+    from opifex.core.training.config import OptimizerStage
+
+    model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+    cfg = quiet_config(
+        num_epochs=20, learning_rate=1e-2, log_frequency=5, stages=(OptimizerStage(num_epochs=10),)
+    )
+    t = Trainer(model, cfg)
+    _, h = t.train((x, y))
+    assert h["epoch"] == list(range(1, 31))
+    assert h["train_loss"][19] > 1e-2  # Adam alone is far from the optimum after 20 epochs
+    assert h["train_loss"][-1] < 1e-9  # L-BFGS finishes the quadratic
+    np.testing.assert_allclose(model.kernel[...], w, atol=1e-4)
+    assert t._engines[1].trace_count == 1
+
+
+def test_stage_switch_resumes_bit_identically(quiet_config, tmp_path):
+    from opifex.core.training.config import OptimizerStage
+
+    x, y, _ = linear_data(32)
+    kw = dict(
+        num_epochs=6,
+        learning_rate=1e-2,
+        log_frequency=3,
+        checkpoint_frequency=3,
+        stages=(OptimizerStage(num_epochs=6),),
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck"), max_to_keep=5),
+    )
+    full = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
+    Trainer(full, quiet_config(**kw)).train((x, y))
+    for epoch in (6, 9):  # at the stage boundary (Adam state) and inside L-BFGS
+        again = StandardMLP([3, 8, 1], rngs=nnx.Rngs(1))
+        t = Trainer(again, quiet_config(**kw))
+        t.load_checkpoint(epoch=epoch)
+        t.train((x, y))
+        assert_trees_equal(params_of(again), params_of(full))
+
+
+def test_stages_round_trip_in_config(tmp_path):
+    from opifex.core.training.config import OptimizerStage
+
+    cfg = TrainingConfig(
+        stages=(
+            OptimizerStage(num_epochs=5),
+            OptimizerStage(num_epochs=2, learning_rate=0.1, optimizer=OptimizerConfig(name="sgd")),
+        )
+    )
+    assert cfg.total_epochs == 107
+    cfg.save(tmp_path / "c.yaml")
+    assert TrainingConfig.load(tmp_path / "c.yaml") == cfg
+    with pytest.raises(ValueError, match="OptimizerStage.num_epochs"):
+        OptimizerStage(num_epochs=0)
+
+
+def test_resuming_from_an_earlier_checkpoint_rewrites_later_ones(quiet_config, tmp_path):
+    x, y, _ = linear_data(16)
+    cfg = quiet_config(
+        num_epochs=6,
+        checkpoint_frequency=2,
+        log_frequency=2,
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck"), max_to_keep=5),
+    )
+    t = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg)
+    t.train((x, y))
+    first = {
+        e: np.asarray(
+            Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg)
+            .load_checkpoint(epoch=e)
+            .params["kernel"][...]
+        )
+        for e in (4, 6)
+    }
+    cfg2 = quiet_config(
+        num_epochs=6,
+        checkpoint_frequency=2,
+        log_frequency=2,
+        learning_rate=0.5,  # a different future from epoch 2 on
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck"), max_to_keep=5),
+    )
+    t2 = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg2)
+    t2.load_checkpoint(epoch=2)
+    t2.train((x, y))
+    assert t2._store.steps() == [2, 4, 6]
+    again = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg2).load_checkpoint(epoch=6)
+    assert not np.allclose(np.asarray(again.params["kernel"][...]), first[6])
+    np.testing.assert_array_equal(again.params["kernel"][...], t2.model.kernel[...])

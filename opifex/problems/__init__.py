@@ -1,0 +1,1 @@
+"""Built-in benchmark problems with exact or reference solutions."""
