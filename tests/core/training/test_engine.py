@@ -100,15 +100,22 @@ def test_nonfinite_batch_is_skipped_and_counted():
     assert np.isfinite(float(state.params["w"][...]))
 
 
-def test_nonfinite_step_keeps_optimizer_state():
+@pytest.mark.parametrize("name", ["adam", "lbfgs"])
+def test_nonfinite_step_keeps_optimizer_state(name):
     x = jnp.ones((4, 1))
     y = jnp.full((4, 1), jnp.inf)
-    eng, state = make_engine(Scalar(0.5), 4, None, name="adam")
+    graphdef, params, rest = nnx.split(Scalar(0.5), nnx.Param, ...)
+    tx = build_optimizer(OptimizerConfig(name=name), 1.0 if name == "lbfgs" else 0.1, 100)
+    eng = Engine(
+        graphdef, supervised, tx, n_points=4, batch_size=None, uses_value_fn=name == "lbfgs"
+    )
+    state = eng.init_state(params, rest, jr.key(0))
     before = jax.tree.map(np.asarray, state.opt_state)
     state, _ = eng.run_chunk(state, (x, y), n_epochs=2)
     after = jax.tree.map(np.asarray, state.opt_state)
     jax.tree.map(np.testing.assert_array_equal, before, after)
     assert float(state.params["w"][...]) == 0.5
+    assert int(state.recovery["nonfinite_steps"]) == 2
 
 
 def test_repeated_chunks_do_not_retrace():
