@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
 from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
@@ -235,6 +236,8 @@ class BasicTrainer(Trainer):
         boundary_data: Any = None,
         *,
         problem: PhysicsProblem | None = None,
+        domain: Any = None,
+        n_boundary: int = 256,
     ):
         """Train; see :meth:`Trainer.train`.
 
@@ -245,10 +248,14 @@ class BasicTrainer(Trainer):
             boundary_data: ``(boundary_points, boundary_values)`` for a Dirichlet-type term.
             problem: a :class:`PhysicsProblem`; its sampled points and conditions are used
                 (and its loss, unless one was set).
+            domain: the geometry of ``train_data``'s points: they are checked to lie inside,
+                and the physics loss's ``boundary_conditions`` are enforced on
+                ``n_boundary`` points sampled per condition.
+            n_boundary: points per condition when ``domain`` is given.
         """
         if problem is not None:
-            if train_data is not None:
-                raise ValueError("pass either train_data or problem, not both")
+            if train_data is not None or domain is not None:
+                raise ValueError("pass either problem or train_data (with domain), not both")
             if self.physics_loss is None:
                 self.set_physics_loss(problem.loss)
             points, sets = problem.sample()
@@ -263,9 +270,54 @@ class BasicTrainer(Trainer):
         if train_data is None:
             raise ValueError("train_data is required (or pass problem=...)")
         if self.physics_loss is None:
-            if boundary_data is not None:
-                raise ValueError("boundary_data needs a physics loss: call set_physics_loss first")
+            if boundary_data is not None or domain is not None:
+                raise ValueError(
+                    "boundary_data and domain need a physics loss: call set_physics_loss first"
+                )
             return super().train(train_data, val_data)
-        return self._train(val_data, "train_data", train_data, boundary_data=boundary_data)
+        conditions = self.physics_loss.boundary_conditions
+        if domain is None:
+            if conditions:
+                raise ValueError(
+                    "the physics loss has boundary_conditions but no points to enforce them on: "
+                    "pass domain=... (the geometry they refer to) or use problem=PhysicsProblem"
+                )
+            return self._train(val_data, "train_data", train_data, boundary_data=boundary_data)
+        self._check_inside(domain, train_data)
+        sampler = PhysicsProblem(
+            domain,
+            self.physics_loss.pde_residual,
+            conditions,
+            n_boundary=n_boundary,
+            seed=self.config.seed,
+        )
+        sets = sampler.sample()[1] if conditions else []
+        return self._train(
+            val_data,
+            "train_data",
+            train_data,
+            boundary_data=boundary_data,
+            condition_sets=sets,
+            space_dims=sampler.space_dims,
+        )
+
+    @staticmethod
+    def _check_inside(domain: Any, train_data: Any) -> None:
+        pts = np.asarray(train_data[0]) if isinstance(train_data, tuple | list) else None
+        if pts is None or pts.ndim != 2:
+            return  # the task's own checks report the shape problem
+        if pts.shape[1] != domain.dim:
+            raise ValueError(
+                f"train_data[0] (collocation points): {pts.shape[1]} coordinates per point, "
+                f"but the domain is {domain.dim}-dimensional"
+            )
+        outside = ~domain.contains(pts)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise ValueError(
+                f"train_data[0] (collocation points): {int(outside.sum())} of {len(pts)} points "
+                f"lie outside the domain (e.g. index {i}: {pts[i].tolist()}); sample them with "
+                "domain.sample_interior(...)"
+            )
 
     fit = train

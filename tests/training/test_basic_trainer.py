@@ -244,9 +244,35 @@ def test_bad_physics_input(quiet_config):
     with pytest.raises(ValueError, match="does not accept collocation points"):
         _bad(quiet_config).train((jnp.ones((8, 3)), None))
     plain = BasicTrainer(StandardMLP([2, 8, 1], rngs=nnx.Rngs(0)), quiet_config())
-    with pytest.raises(ValueError, match="boundary_data needs a physics loss"):
+    with pytest.raises(ValueError, match="boundary_data and domain need a physics loss"):
         plain.train((pts, None), boundary_data=(bp, bv))
     with pytest.raises(NotImplementedError, match="meta_optimizer"):
         BasicTrainer(StandardMLP([2, 1], rngs=nnx.Rngs(0)), quiet_config(), meta_optimizer=1)
     with pytest.raises(ValueError, match="'top' is not a boundary"):
         PhysicsProblem(TimeDomain(Interval(0.0, 1.0)), pde_residual, [DirichletBC("top")])
+
+
+def test_loss_conditions_on_a_domain(quiet_config):
+    from opifex.geometry import TimeDomain as TD
+
+    domain = TD(Interval(0.0, 1.0), 0.0, 1.0)
+    loss = PhysicsInformedLoss(
+        pde_residual,
+        boundary_conditions=[
+            DirichletBC("left"),
+            DirichletBC("right"),
+            InitialCondition(lambda x: jnp.sin(jnp.pi * x[0])),
+        ],
+    )
+    pts = jnp.asarray(domain.sample_interior(128, "sobol"))
+    t = BasicTrainer(
+        StandardMLP([2, 8, 1], rngs=nnx.Rngs(0)), quiet_config(num_epochs=50, learning_rate=1e-2)
+    )
+    t.set_physics_loss(loss)
+    with pytest.raises(ValueError, match="boundary_conditions but no points"):
+        t.train((pts, None))
+    with pytest.raises(ValueError, match=r"1 of 128 points lie outside the domain"):
+        t.train((pts.at[5, 0].set(1.5), None), domain=domain)
+    _, h = t.train((pts, None), domain=domain, n_boundary=32)
+    assert h["loss_initial"][-1] < h["loss_initial"][0]
+    assert {"loss_bc_left", "loss_bc_right", "loss_physics"} <= set(h)
