@@ -129,6 +129,17 @@ class FactorizedLinear(nnx.Module):
         return y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))
 
 
+def _embedded_width(sizes: list[int], embedding: nnx.Module | None) -> int:
+    """Width of the first layer's input: the embedding's output, or the raw input."""
+    if embedding is None:
+        return sizes[0]
+    if embedding.in_features != sizes[0]:
+        raise ValueError(
+            f"embedding takes {embedding.in_features} inputs but layer_sizes[0] is {sizes[0]}"
+        )
+    return embedding.out_features
+
+
 def _dense(a: int, b: int, factorized: tuple[float, float] | None, rngs: nnx.Rngs):
     if factorized is not None:
         return FactorizedLinear(a, b, mean=factorized[0], std=factorized[1], rngs=rngs)
@@ -158,10 +169,8 @@ class ModifiedMLP(nnx.Module):
         sizes = list(layer_sizes)
         if len(sizes) < 3 or len(set(sizes[1:-1])) != 1:
             raise ValueError(f"layer_sizes: ModifiedMLP needs equal hidden widths, got {sizes}")
-        if embedding is not None and embedding.in_features != sizes[0]:
-            raise ValueError(f"embedding takes {embedding.in_features} inputs, not {sizes[0]}")
+        d = _embedded_width(sizes, embedding)
         self.embedding = embedding
-        d = sizes[0] if embedding is None else embedding.out_features
         h = sizes[1]
         self.act = get_activation(activation)
         self.u = _dense(d, h, factorized, rngs)
@@ -205,10 +214,8 @@ class EmbeddedMLP(nnx.Module):
         sizes = list(layer_sizes)
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes: need input and output widths, got {sizes}")
-        if embedding is not None and embedding.in_features != sizes[0]:
-            raise ValueError(f"embedding takes {embedding.in_features} inputs, not {sizes[0]}")
+        widths = [_embedded_width(sizes, embedding)] + sizes[1:]
         self.embedding = embedding
-        widths = [sizes[0] if embedding is None else embedding.out_features] + sizes[1:]
         self.act = get_activation(activation)
         self.layers = nnx.List(
             [_dense(a, b, factorized, rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)]

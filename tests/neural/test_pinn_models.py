@@ -92,3 +92,10 @@ def test_options_train(make):
         model, TrainingConfig(num_epochs=300, learning_rate=5e-3, verbose=False)
     ).train((x, y))
     assert h["train_loss"][-1] < 0.05 * h["train_loss"][0]
+
+
+def test_embedding_width_mismatch():
+    ff = FourierFeatures(3, 4, rngs=nnx.Rngs(0))
+    for cls in (EmbeddedMLP, lambda *a, **k: ModifiedMLP([2, 8, 8, 1], **k)):
+        with pytest.raises(ValueError, match="embedding takes 3 inputs but layer_sizes"):
+            cls([2, 8, 1], embedding=ff, rngs=nnx.Rngs(0))
