@@ -259,7 +259,7 @@ class TrainingConfig(_ConfigBase):
         seed: seeds shuffling and every other random choice of the run.
         shuffle: draw a fresh permutation of the training points every epoch.
         log_frequency: refresh the progress bar / JSONL log every this many epochs
-            (``None``: chosen so that a run has about 100 updates).
+            (``None``: about 100 refreshes over all stages).
         verbose: show a progress bar (only when the output is a terminal).
         run_dir: directory for the JSONL metrics log and, by default, checkpoints.
         stages: further :class:`OptimizerStage` s after the first ``num_epochs`` epochs

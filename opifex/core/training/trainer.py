@@ -484,9 +484,11 @@ class Trainer:
         return CheckpointStore(directory, max_to_keep=c.max_to_keep, keep_best=c.keep_best)
 
     # -------------------------------------------------------------- host loop
-    def _periods(self, has_val: bool, show: bool) -> tuple[int, list[int]]:
+    def _chunk_epochs(self, has_val: bool, show: bool) -> int:
+        """Epochs per chunk: the gcd of the active host actions' periods (all of the run if
+        none is active), so that every action happens after exactly its configured epoch."""
         cfg = self.config
-        log_every = cfg.log_frequency or max(1, cfg.num_epochs // 100)
+        log_every = cfg.log_frequency or max(1, cfg.total_epochs // 100)
         periods = []
         if show or cfg.run_dir is not None or cfg.log_frequency is not None:
             periods.append(log_every)
@@ -494,15 +496,14 @@ class Trainer:
             periods.append(cfg.validation_frequency)
         if cfg.checkpoint_frequency and self.config.checkpoint_directory is not None:
             periods.append(cfg.checkpoint_frequency)
-        chunk = math.gcd(*periods) if periods else cfg.num_epochs
-        return chunk, periods
+        return math.gcd(*periods) if periods else cfg.total_epochs
 
     def _run(self, engine_for, train: PyTree, whole: PyTree, val: PyTree | None):
         cfg = self.config
         plan = cfg.stage_plan()
         end = cfg.total_epochs
         show = cfg.verbose and sys.stderr.isatty()
-        chunk, _ = self._periods(val is not None, show)
+        chunk = self._chunk_epochs(val is not None, show)
         store = self._checkpoint_store()
         validating = val is not None or cfg.early_stopping
         log_file = None
