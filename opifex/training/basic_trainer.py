@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -186,6 +187,31 @@ class PhysicsTask:
         if self.has_targets:
             terms["data"] = self.loss.data_loss(model(points), batch[1], weights)
         return terms, {}
+
+    def residual_terms(self, model, batch, weights, whole, key):
+        """Per-point residuals of every term (padding rows zeroed) and their valid counts."""
+        points = batch[0]
+        sets = [
+            ConditionSet(c, a["points"], a["normals"], a["images"])
+            for c, a in zip(self.conditions, whole["conditions"], strict=True)
+        ]
+        res = self.loss.residual_arrays(
+            model,
+            points,
+            boundary=whole.get("boundary"),
+            conditions=sets,
+            space_dims=self.space_dims,
+        )
+        if self.has_targets:
+            res["data"] = (model(points) - batch[1]).reshape(points.shape[0], -1)
+        mask = (weights > 0).astype(points.dtype)
+        out = {}
+        for name, r in res.items():
+            if r.shape[0] == points.shape[0] and name in ("physics", "data"):
+                out[name] = (r * mask[:, None], jnp.sum(mask))
+            else:
+                out[name] = (r, jnp.asarray(r.shape[0], points.dtype))
+        return out
 
     def eval_fn(self, model, data):
         """Validation against reference values: the same metrics as supervised training."""

@@ -150,7 +150,7 @@ def test_adaptive_weights_move_in_graph(quiet_config):
     assert trainer._engine.trace_count == 1
 
 
-@pytest.mark.parametrize("weighting", ["relobralo", "softadapt", "lra"])
+@pytest.mark.parametrize("weighting", ["relobralo", "softadapt", "lra", "ntk"])
 def test_other_weighting_rules_train(quiet_config, weighting):
     pts, boundary, _ = heat_data(64, 16)
     model = StandardMLP([2, 8, 1], rngs=nnx.Rngs(0))

@@ -54,7 +54,7 @@ class PhysicsLossConfig(_ConfigBase):
         initial_weight: weight of initial conditions.
         data_weight: weight of the labelled-data misfit.
         adaptive_weighting: update the weights in-graph with ``weighting``.
-        weighting: ``grad_norm`` (default), ``lra``, ``relobralo`` or ``softadapt``.
+        weighting: ``grad_norm`` (default), ``lra``, ``ntk``, ``relobralo`` or ``softadapt``.
         weight_update_frequency: steps between updates of gradient-based rules.
         weighting_momentum: smoothing of gradient-based rules.
         data_loss: ``mse``, ``mae`` or ``relative_l2`` for the data term.
@@ -85,7 +85,7 @@ class PhysicsLossConfig(_ConfigBase):
         if not self.adaptive_weighting:
             return None
         cls = WEIGHTING_RULES[self.weighting]
-        if self.weighting in ("grad_norm", "lra"):
+        if self.weighting in ("grad_norm", "lra", "ntk"):
             return cls(every=self.weight_update_frequency, momentum=self.weighting_momentum)
         return cls()
 
@@ -238,35 +238,51 @@ class PhysicsInformedLoss:
             data: ``(x, y)`` labelled data.
             space_dims: spatial dimensions when the last input is time (for conditions).
         """
+        res = self.residual_arrays(
+            model, points, boundary=boundary, conditions=conditions, space_dims=space_dims
+        )
+        out: dict[str, jax.Array] = {}
+        for name, r in res.items():
+            if name == "physics" and weights is not None:
+                out[name] = jnp.sum(weights * jnp.mean(r * r, axis=1)) / jnp.sum(weights)
+            else:
+                out[name] = jnp.mean(r * r)
+        if data is not None:
+            xd, yd = data
+            out["data"] = self.data_loss(model(xd), yd, jnp.ones((xd.shape[0],), jnp.float32))
+        return out
+
+    def residual_arrays(
+        self,
+        model: Callable,
+        points: jax.Array | None,
+        *,
+        boundary: tuple[jax.Array, jax.Array] | None = None,
+        conditions: Sequence[ConditionSet] = (),
+        space_dims: int | None = None,
+    ) -> dict[str, jax.Array]:
+        """Per-point residuals of every term, each of shape ``(n_points, n_components)``.
+
+        The loss terms are their mean squares; NTK-based weighting differentiates them.
+        """
         out: dict[str, jax.Array] = {}
         if self.pde_residual is not None and points is not None:
-            r = self.residuals(model, points)
-            per_point = jnp.mean(r * r, axis=1)
-            w = jnp.ones_like(per_point) if weights is None else weights
-            out["physics"] = jnp.sum(w * per_point) / jnp.sum(w)
+            out["physics"] = self.residuals(model, points)
         if boundary is not None:
             xb, vb = boundary
-            pred = model(xb)
-            out["boundary"] = jnp.mean(jnp.square(pred.reshape(vb.shape) - vb))
+            out["boundary"] = (model(xb).reshape(vb.shape) - vb).reshape(xb.shape[0], -1)
         u = point_function(model)
         for cs in conditions:
             c = cs.condition
             if isinstance(c, PeriodicBC):
                 r = jax.vmap(lambda p, q, c=c: c.residual_pair(u, p, q))(cs.points, cs.images)
+            elif cs.normals is None:
+                r = jax.vmap(lambda p, c=c: c.residual(u, p, None, space_dims))(cs.points)
             else:
-                nrm = cs.normals
-
-                def one(p, n, c=c):
-                    return c.residual(u, p, n, space_dims)
-
-                if nrm is None:
-                    r = jax.vmap(lambda p, c=c: c.residual(u, p, None, space_dims))(cs.points)
-                else:
-                    r = jax.vmap(one)(cs.points, nrm)
-            out[cs.name] = jnp.mean(jnp.square(r))
-        if data is not None:
-            xd, yd = data
-            out["data"] = self.data_loss(model(xd), yd, jnp.ones((xd.shape[0],), jnp.float32))
+                r = jax.vmap(lambda p, n, c=c: c.residual(u, p, n, space_dims))(
+                    cs.points, cs.normals
+                )
+            out[cs.name] = r.reshape(cs.points.shape[0], -1)
         return out
 
     def term_weights(self, names: Sequence[str]) -> dict[str, float]:

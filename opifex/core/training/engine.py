@@ -38,6 +38,7 @@ import jax.random as jr
 import optax
 from flax import nnx, struct
 
+from opifex.core.physics.weighting import ntk_trace_estimates
 from opifex.core.training.optimizers import current_learning_rate
 
 PyTree = Any
@@ -115,6 +116,8 @@ class Engine:
         eval_fn: evaluation function ``(model, data) -> metrics`` for :meth:`evaluate`.
         term_weights: initial weight of each loss term (default: 1 for every term).
         weighting: optional in-graph weighting rule.
+        residual_fn: ``(model, batch, weights, whole, key) -> {term: (residuals, count)}``,
+            per-point residuals for NTK-based weighting.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class Engine:
         eval_fn: EvalFn | None = None,
         term_weights: dict[str, float] | None = None,
         weighting: Any = None,
+        residual_fn: Callable | None = None,
     ) -> None:
         if n_points < 1:
             raise ValueError(f"n_points must be >= 1, got {n_points}")
@@ -147,6 +151,12 @@ class Engine:
         self.eval_fn = eval_fn
         self.term_weights = dict(term_weights or {})
         self.weighting = weighting
+        self.residual_fn = residual_fn
+        if getattr(weighting, "needs_ntk", False) and residual_fn is None:
+            raise ValueError(
+                "NTK-trace weighting needs per-point residuals; this task does not provide "
+                "them (use a physics-informed loss, or another weighting rule)"
+            )
         self.trace_count = 0
         self.eval_trace_count = 0
         self._chunk = jax.jit(self._run_chunk, static_argnames=("n_epochs",), donate_argnums=0)
@@ -229,11 +239,23 @@ class Engine:
             rule = self.weighting
 
             def refresh():
-                g = None
+                info = None
                 if rule.needs_grads:
                     terms_fn = self._terms_fn(state.model_state, batch, weights, whole, step_key)
-                    g = jax.jacrev(terms_fn)(state.params)
-                return rule.update(state.loss_weights, terms, g, rule_key)
+                    info = jax.jacrev(terms_fn)(state.params)
+                elif rule.needs_ntk:
+                    info = ntk_trace_estimates(
+                        lambda p: self.residual_fn(
+                            nnx.merge(self.graphdef, p, state.model_state),
+                            batch,
+                            weights,
+                            whole,
+                            step_key,
+                        ),
+                        state.params,
+                        jr.fold_in(rule_key, 1),
+                    )
+                return rule.update(state.loss_weights, terms, info, rule_key)
 
             due = (state.step % rule.every == 0) & ok
             new_lw = jax.lax.cond(due, refresh, lambda: state.loss_weights)

@@ -303,6 +303,7 @@ class Trainer:
             eval_fn=self.task.eval_fn,
             term_weights=term_weights,
             weighting=self.task.weighting,
+            residual_fn=getattr(self.task, "residual_terms", None),
         )
         return self._engines[stage]
 

@@ -71,5 +71,72 @@ def test_config_builds_rules():
         )
     with pytest.raises(ValueError, match="PhysicsLossConfig.weighting"):
         PhysicsLossConfig(weighting="ntk_trace", adaptive_weighting=True)
+    from opifex.core.physics.weighting import NTKTraceWeighting
+
+    assert isinstance(
+        PhysicsLossConfig(adaptive_weighting=True, weighting="ntk").make_rule(), NTKTraceWeighting
+    )
     with pytest.raises(ValueError, match="adaptive_weighting=False"):
         PhysicsLossConfig(weighting="softadapt")
+
+
+def _tiny():
+    from flax import nnx
+
+    from opifex.neural.base import StandardMLP
+
+    model = StandardMLP([2, 6, 1], rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    return graphdef, nnx.to_pure_dict(params)
+
+
+def _exact_trace(graphdef, params, x):
+    import jax
+    from flax import nnx
+
+    def one(p, xi):
+        return nnx.merge(graphdef, p)(xi[None])[0, 0]
+
+    g = jax.vmap(lambda xi: jax.grad(one)(params, xi))(x)
+    return float(sum(jnp.sum(v**2) for v in jax.tree.leaves(g))) / x.shape[0]
+
+
+def test_ntk_trace_estimate_is_exact_for_one_scalar_residual():
+    from flax import nnx
+
+    from opifex.core.physics.weighting import ntk_trace_estimates
+
+    graphdef, params = _tiny()
+    x = jnp.array([[0.3, -0.7]])
+    fn = lambda p: {"a": (nnx.merge(graphdef, p)(x), jnp.float32(1.0))}
+    est = ntk_trace_estimates(fn, params, jr.key(3))["a"]
+    assert float(est) == pytest.approx(_exact_trace(graphdef, params, x), rel=1e-5)
+
+
+def test_ntk_trace_estimate_is_unbiased():
+    import jax
+    from flax import nnx
+
+    from opifex.core.physics.weighting import ntk_trace_estimates
+
+    graphdef, params = _tiny()
+    x = jr.normal(jr.key(0), (16, 2))
+    fn = lambda p: {"a": (nnx.merge(graphdef, p)(x), jnp.float32(16.0))}
+    keys = jr.split(jr.key(1), 400)
+    est = jax.vmap(lambda k: ntk_trace_estimates(fn, params, k)["a"])(keys)
+    assert float(jnp.mean(est)) == pytest.approx(_exact_trace(graphdef, params, x), rel=0.1)
+
+
+def test_ntk_rule_formula():
+    from opifex.core.physics.weighting import NTKTraceWeighting
+
+    rule = NTKTraceWeighting(momentum=0.0)
+    st = rule.update(
+        rule.init({"physics": 1.0, "boundary": 1.0}),
+        VALUES,
+        {"physics": jnp.float32(30.0), "boundary": jnp.float32(3.0)},
+        jr.key(0),
+    )
+    np.testing.assert_allclose(
+        [st["weights"]["physics"], st["weights"]["boundary"]], [33.0 / 30.0, 11.0], rtol=1e-6
+    )

@@ -515,3 +515,19 @@ def test_resuming_from_an_earlier_checkpoint_rewrites_later_ones(quiet_config, t
     again = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg2).load_checkpoint(epoch=6)
     assert not np.allclose(np.asarray(again.params["kernel"][...]), first[6])
     np.testing.assert_array_equal(again.params["kernel"][...], t2.model.kernel[...])
+
+
+def test_ntk_weighting_needs_a_physics_task(quiet_config):
+    from opifex.core.physics.weighting import NTKTraceWeighting
+    from opifex.core.training.engine import Engine
+
+    graphdef, _, _ = nnx.split(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), nnx.Param, ...)
+    with pytest.raises(ValueError, match="NTK-trace weighting needs per-point residuals"):
+        Engine(
+            graphdef,
+            lambda *a: ({}, {}),
+            None,
+            n_points=4,
+            batch_size=None,
+            weighting=NTKTraceWeighting(),
+        )
