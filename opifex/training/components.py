@@ -1,0 +1,129 @@
+"""Training components.
+
+:class:`FlexibleOptimizerFactory` is the dict-configured face of the one optimizer factory
+(:func:`opifex.core.training.optimizers.build_optimizer`): it translates the documented keys
+into an :class:`~opifex.core.training.config.OptimizerConfig` and builds the same optax
+chain, so every optimizer, schedule, warm-up, clipping and accumulation option behaves
+exactly as in ``TrainingConfig.optimizer``.
+
+Example:
+    >>> factory = FlexibleOptimizerFactory(config={"optimizer_type": "adamw",
+    ...     "learning_rate": 1e-3, "schedule_type": "cosine", "total_steps": 1000,
+    ...     "cosine_alpha": 0.0})
+    >>> factory.optimizer_config.name, factory.learning_rate
+    ('adamw', 0.001)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import optax
+
+from opifex.core.training.config import OptimizerConfig
+from opifex.core.training.optimizers import build_optimizer
+
+#: documented key -> OptimizerConfig field (None: used by the factory itself)
+_KEYS: dict[str, str | None] = {
+    "optimizer_type": "name",
+    "learning_rate": None,
+    "total_steps": None,
+    "schedule_type": "schedule",
+    "warmup_steps": "warmup_steps",
+    "decay_steps": "decay_steps",
+    "cosine_alpha": "cosine_alpha",
+    "decay_rate": "decay_rate",
+    "end_factor": "end_factor",
+    "step_size": "step_size",
+    "gamma": "gamma",
+    "milestones": "milestones",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+    "nesterov": "nesterov",
+    "b1": "b1",
+    "b2": "b2",
+    "eps": "eps",
+    "gradient_clip_norm": "clip_norm",
+    "gradient_clip_value": "clip_value",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "lbfgs_memory_size": "lbfgs_memory_size",
+}
+
+
+class FlexibleOptimizerFactory:
+    """Build optax optimizers from a plain dict.
+
+    Args:
+        config: keys ``optimizer_type`` (adam, adamw, sgd, rmsprop, adagrad, lion,
+            adafactor, lbfgs), ``learning_rate``, ``schedule_type`` (constant, cosine,
+            exponential, linear, step, multistep), ``total_steps`` (length of decaying
+            schedules; default: the run's length when a trainer builds it), ``warmup_steps``,
+            ``decay_steps``, ``cosine_alpha``, ``decay_rate``, ``end_factor``, ``step_size``,
+            ``gamma``, ``milestones``, ``weight_decay``, ``momentum``, ``nesterov``, ``b1``,
+            ``b2``, ``eps``, ``gradient_clip_norm``, ``gradient_clip_value``,
+            ``gradient_accumulation_steps``, ``lbfgs_memory_size``. Defaults are those of
+            :class:`OptimizerConfig` (Adam, constant rate 1e-3).
+
+    Raises:
+        ValueError: an unknown key (the message lists the valid ones) or a bad value (the
+            message names the key).
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        cfg = dict(config or {})
+        unknown = sorted(set(cfg) - set(_KEYS))
+        if unknown:
+            raise ValueError(
+                f"FlexibleOptimizerFactory: unknown config key(s) {unknown}; valid keys are "
+                f"{sorted(_KEYS)}"
+            )
+        lr = cfg.get("learning_rate", 1e-3)
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+            raise ValueError(
+                f"FlexibleOptimizerFactory config['learning_rate'] must be > 0, got {lr!r}"
+            )
+        steps = cfg.get("total_steps")
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
+            raise ValueError(
+                f"FlexibleOptimizerFactory config['total_steps'] must be an integer >= 1, "
+                f"got {steps!r}"
+            )
+        fields = {
+            _KEYS[k]: (tuple(v) if k == "milestones" else v)
+            for k, v in cfg.items()
+            if _KEYS[k] is not None
+        }
+        try:
+            self.optimizer_config = OptimizerConfig(**fields)
+        except ValueError as e:
+            back = {f: k for k, f in _KEYS.items() if f is not None}
+            msg = re.sub(
+                r"OptimizerConfig\.(\w+)",
+                lambda m: f"FlexibleOptimizerFactory config['{back.get(m[1], m[1])}']",
+                str(e),
+            )
+            raise ValueError(msg) from None
+        self.learning_rate = float(lr)
+        self.total_steps = steps
+        self.config = cfg
+
+    def create_optimizer(self, total_steps: int | None = None) -> optax.GradientTransformation:
+        """The optax transformation (``total_steps`` overrides the configured length)."""
+        steps = total_steps or self.total_steps
+        if steps is None:
+            if self.optimizer_config.schedule not in ("constant", "step", "multistep") and (
+                self.optimizer_config.decay_steps is None
+            ):
+                raise ValueError(
+                    f"FlexibleOptimizerFactory: schedule_type="
+                    f"{self.optimizer_config.schedule!r} needs total_steps (or decay_steps)"
+                )
+            steps = 1
+        return build_optimizer(self.optimizer_config, self.learning_rate, steps)
+
+    def __repr__(self) -> str:
+        return f"FlexibleOptimizerFactory(config={self.config!r})"
