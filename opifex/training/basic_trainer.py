@@ -170,12 +170,16 @@ class PhysicsTask:
             self._supervised.check_model("val_data", graphdef, params, model_state, val, vb)
 
     # ---------------------------------------------------------------- graph
-    def objective(self, model, batch, weights, whole, key):
-        points = batch[0]
-        sets = [
+    def _condition_sets(self, whole) -> list[ConditionSet]:
+        """The condition objects (static) joined with their point arrays (traced)."""
+        return [
             ConditionSet(c, a["points"], a["normals"], a["images"])
             for c, a in zip(self.conditions, whole["conditions"], strict=True)
         ]
+
+    def objective(self, model, batch, weights, whole, key):
+        points = batch[0]
+        sets = self._condition_sets(whole)
         terms = self.loss.terms(
             model,
             points,
@@ -191,10 +195,7 @@ class PhysicsTask:
     def residual_terms(self, model, batch, weights, whole, key):
         """Per-point residuals of every term (padding rows zeroed) and their valid counts."""
         points = batch[0]
-        sets = [
-            ConditionSet(c, a["points"], a["normals"], a["images"])
-            for c, a in zip(self.conditions, whole["conditions"], strict=True)
-        ]
+        sets = self._condition_sets(whole)
         res = self.loss.residual_arrays(
             model,
             points,
@@ -207,7 +208,7 @@ class PhysicsTask:
         mask = (weights > 0).astype(points.dtype)
         out = {}
         for name, r in res.items():
-            if r.shape[0] == points.shape[0] and name in ("physics", "data"):
+            if name in ("physics", "data"):  # minibatched rows: padding is masked
                 out[name] = (r * mask[:, None], jnp.sum(mask))
             else:
                 out[name] = (r, jnp.asarray(r.shape[0], points.dtype))

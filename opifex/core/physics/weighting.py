@@ -65,6 +65,18 @@ class WeightingRule(abc.ABC):
         """New rule state from the term values (and gradients)."""
 
 
+def _inverse_share(
+    state: dict[str, Any], scores: Weights, momentum: float, floor: float
+) -> dict[str, Any]:
+    """``lambda_i <- m lambda_i + (1 - m) sum_j s_j / s_i``: weight terms by inverse share."""
+    total = sum(scores.values())
+    out = {}
+    for k, w in state["weights"].items():
+        hat = total / jnp.maximum(scores[k], floor)
+        out[k] = momentum * w + (1 - momentum) * hat
+    return {**state, "weights": out}
+
+
 def _tree_l2(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
@@ -83,12 +95,7 @@ class GradNormBalancing(WeightingRule):
 
     def update(self, state, values, grads, key):
         norms = {k: _tree_l2(g) for k, g in grads.items()}
-        total = sum(norms.values())
-        out = {}
-        for k, w in state["weights"].items():
-            hat = total / jnp.maximum(norms[k], 1e-12)
-            out[k] = self.momentum * w + (1 - self.momentum) * hat
-        return {**state, "weights": out}
+        return _inverse_share(state, norms, self.momentum, floor=1e-12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,12 +249,7 @@ class NTKTraceWeighting(WeightingRule):
     needs_ntk: bool = dataclasses.field(default=True, init=False)
 
     def update(self, state, values, traces, key):
-        total = sum(traces.values())
-        out = {}
-        for k, w in state["weights"].items():
-            hat = total / jnp.maximum(traces[k], 1e-30)
-            out[k] = self.momentum * w + (1 - self.momentum) * hat
-        return {**state, "weights": out}
+        return _inverse_share(state, traces, self.momentum, floor=1e-30)
 
 
 WEIGHTING_RULES = {
