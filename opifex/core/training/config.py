@@ -229,8 +229,11 @@ _PHYSICS_SLOTS: dict[str, tuple[type, str]] = {
     "quantum_config": (_pc.QuantumTrainingConfig, "quantum-aware energy/force training"),
     "dft_config": (_pc.DFTConfig, "the differentiable Kohn-Sham (DFT) loop"),
     "scf_config": (_pc.SCFConfig, "self-consistent-field convergence control"),
-    "metrics_tracking_config": (_pc.MetricsTrackingConfig, "configurable metrics tracking"),
-    "logging_config": (_pc.LoggingConfig, "logging backends and alerts"),
+}
+#: physics-config slots that the trainers honour
+_SUPPORTED_SLOTS: dict[str, type] = {
+    "metrics_tracking_config": _pc.MetricsTrackingConfig,
+    "logging_config": _pc.LoggingConfig,
 }
 
 
@@ -264,6 +267,13 @@ class TrainingConfig(_ConfigBase):
         run_dir: directory for the JSONL metrics log and, by default, checkpoints.
         stages: further :class:`OptimizerStage` s after the first ``num_epochs`` epochs
             (e.g. ``(OptimizerStage(num_epochs=500),)`` for L-BFGS after Adam).
+        metrics_tracking_config: a :class:`MetricsTrackingConfig`; the trainer then runs an
+            ``AdvancedMetricsCollector`` with it (``trainer.metrics_collector``).
+        logging_config: a :class:`LoggingConfig`; the trainer then runs its backends
+            (console, JSONL, TensorBoard) and alert thresholds.
+        conservation_config, multiscale_config, boundary_config, quantum_config,
+            dft_config, scf_config: physics configurations (not yet supported: setting one
+            raises ``NotImplementedError``).
     """
 
     num_epochs: int = 100
@@ -299,6 +309,7 @@ class TrainingConfig(_ConfigBase):
         "validation": ValidationConfig,
         "checkpoint": CheckpointConfig,
         **{name: cls for name, (cls, _) in _PHYSICS_SLOTS.items()},
+        **_SUPPORTED_SLOTS,
     }
     _nested_seq: ClassVar[dict[str, type]] = {"stages": OptimizerStage}
 
@@ -347,6 +358,10 @@ class TrainingConfig(_ConfigBase):
                 f"TrainingConfig.{name}: {feature} is not implemented in this version of "
                 f"Opifex, so a {cls.__name__} would be ignored; leave {name}=None for now."
             )
+        for name, cls in _SUPPORTED_SLOTS.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, cls):
+                _fail(c, name, f"must be a {cls.__name__} or None, got {type(value).__name__}")
 
     @property
     def total_epochs(self) -> int:

@@ -101,6 +101,31 @@ def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
+def _epoch_summary(ms: dict[str, jax.Array], counts: jax.Array) -> dict[str, jax.Array]:
+    """Per-epoch values from per-step metrics.
+
+    Skipped (non-finite) steps do not enter the averages: the epoch loss is the
+    sample-weighted mean over the applied steps (``nan`` if every step was skipped) and the
+    skipped steps are counted. ``*_count`` and ``nonfinite`` are summed, ``*_max`` maximised,
+    ``grad_norm`` and other metrics averaged over the applied steps.
+    """
+    applied = ms["nonfinite"] == 0
+    w = jnp.where(applied, counts, 0.0)
+    total = jnp.sum(w)
+    n_ok = jnp.sum(applied)
+    out = {}
+    for k, v in ms.items():
+        if k == "nonfinite" or k.endswith("_count"):
+            out[k] = jnp.sum(v)
+        elif k.endswith("_max"):
+            out[k] = jnp.max(jnp.where(applied, v, -jnp.inf))
+        elif k == "grad_norm":
+            out[k] = jnp.sum(jnp.where(applied, v, 0.0)) / n_ok
+        else:
+            out[k] = jnp.sum(jnp.where(applied, v, 0.0) * w) / total
+    return out
+
+
 class Engine:
     """Builds and runs the compiled training chunk for one model and objective.
 
@@ -118,6 +143,12 @@ class Engine:
         weighting: optional in-graph weighting rule.
         residual_fn: ``(model, batch, weights, whole, key) -> {term: (residuals, count)}``,
             per-point residuals for NTK-based weighting.
+        step_metrics: optional in-graph metric function ``info -> {name: scalar}`` called at
+            every step with ``info`` holding ``loss``, ``terms``, ``grads``, ``updates``,
+            ``params`` (before the step), ``new_params``, ``opt_state`` (after the step) and
+            ``ok`` (the step was applied). Per epoch, names ending in ``_count`` are summed,
+            names ending in ``_max`` take the maximum, and the rest are averaged over the
+            applied steps.
     """
 
     def __init__(
@@ -135,6 +166,7 @@ class Engine:
         term_weights: dict[str, float] | None = None,
         weighting: Any = None,
         residual_fn: Callable | None = None,
+        step_metrics: Callable[[dict[str, Any]], dict[str, jax.Array]] | None = None,
     ) -> None:
         if n_points < 1:
             raise ValueError(f"n_points must be >= 1, got {n_points}")
@@ -152,6 +184,7 @@ class Engine:
         self.term_weights = dict(term_weights or {})
         self.weighting = weighting
         self.residual_fn = residual_fn
+        self.step_metrics = step_metrics
         if getattr(weighting, "needs_ntk", False) and residual_fn is None:
             raise ValueError(
                 "NTK-trace weighting needs per-point residuals; this task does not provide "
@@ -225,6 +258,7 @@ class Engine:
 
         (loss, (terms, metrics)), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
         grads = pure(grads)
+        state_params = state.params
         new_ms = pure(nnx.split(model, nnx.Param, ...)[2])
         extra = {}
         if self.uses_value_fn:
@@ -277,6 +311,18 @@ class Engine:
             "nonfinite": (~ok).astype(jnp.int32),
             **metrics,
         }
+        if self.step_metrics is not None:
+            info = dict(
+                loss=loss,
+                terms=terms,
+                grads=grads,
+                updates=updates,
+                params=state_params,
+                new_params=new_params,
+                opt_state=new_opt,
+                ok=ok,
+            )
+            out.update(self.step_metrics(info))
         if len(terms) > 1:
             for k, v in terms.items():
                 out[f"loss_{k}"] = v
@@ -309,11 +355,7 @@ class Engine:
             return st, (m, jnp.sum(weights))
 
         state, (ms, counts) = jax.lax.scan(body, state, (idx, w))
-        frac = counts / n
-        out = {
-            k: jnp.sum(v * frac) if k not in ("nonfinite",) else jnp.sum(v) for k, v in ms.items()
-        }
-        out["grad_norm"] = jnp.mean(ms["grad_norm"])
+        out = _epoch_summary(ms, counts)
         out["learning_rate"] = current_learning_rate(state.opt_state)
         return state.replace(epoch=state.epoch + 1), out
 

@@ -31,9 +31,18 @@ class History(Mapping):
         ([0.5, 0.25], 0.25)
     """
 
-    def __init__(self, series: dict[str, list] | None = None, events: dict | None = None):
+    def __init__(
+        self,
+        series: dict[str, list] | None = None,
+        events: dict | None = None,
+        groups: dict[str, list[str]] | None = None,
+    ):
         self._series: dict[str, list] = {k: list(v) for k, v in (series or {}).items()}
         self._events: dict[str, Any] = dict(events or {})
+        # series recorded at some epochs only, by the name of their epoch series
+        self._groups: dict[str, list[str]] = {k: list(v) for k, v in (groups or {}).items()}
+        if groups is None and "val_epoch" in self._series:
+            self._groups["val_epoch"] = [k for k in self._series if k.startswith("val_")]
 
     # ------------------------------------------------------------- recording
     def add_epochs(self, epochs: list[int], metrics: Mapping[str, Any], *, wall_time) -> None:
@@ -45,13 +54,27 @@ class History(Mapping):
 
     def add_validation(self, epoch: int, metrics: Mapping[str, Any]) -> None:
         """Append the validation metrics measured after ``epoch``."""
-        self._series.setdefault("val_epoch", []).append(int(epoch))
+        self.add_aligned("val_epoch", epoch, metrics)
+
+    def add_aligned(self, epoch_key: str, epoch: int, metrics: Mapping[str, Any]) -> None:
+        """Append values measured at some epochs only; they align with ``history[epoch_key]``.
+
+        Example: ``add_aligned("collector_epoch", 10, {"convergence_rate": -0.3})``.
+        """
+        group = self._groups.setdefault(epoch_key, [])
+        self._series.setdefault(epoch_key, []).append(int(epoch))
         for name, value in metrics.items():
+            if name not in group:
+                group.append(name)
             self._series.setdefault(name, []).append(_py(value))
 
     def set_event(self, name: str, value: Any) -> None:
         """Record a run-level fact (early stop, best epoch, ...)."""
         self._events[name] = value
+
+    def append_event(self, name: str, item: Any) -> None:
+        """Append ``item`` to the run-level list ``name`` (alerts, recovery attempts, ...)."""
+        self._events.setdefault(name, []).append(item)
 
     # --------------------------------------------------------------- reading
     @property
@@ -98,11 +121,12 @@ class History(Mapping):
             "series": {k: list(v) for k, v in self._series.items()},
             "summary": self.summary,
             "events": dict(self._events),
+            "groups": {k: list(v) for k, v in self._groups.items()},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
-        return cls(series=data.get("series"), events=data.get("events"))
+        return cls(series=data.get("series"), events=data.get("events"), groups=data.get("groups"))
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """Serialise to JSON (non-finite numbers become ``null``); write it if ``path`` is given."""
@@ -114,14 +138,17 @@ class History(Mapping):
 
     def truncate(self, epoch: int) -> None:
         """Drop every record after ``epoch`` (used when a run is resumed from a checkpoint)."""
-        ep = self._series.get("epoch", [])
-        keep = sum(1 for e in ep if e <= epoch)
-        vkeep = sum(1 for e in self._series.get("val_epoch", []) if e <= epoch)
-        n_epoch, n_val = len(ep), len(self._series.get("val_epoch", []))
+        grouped = set()
+        for epoch_key, names in self._groups.items():
+            eps = self._series.get(epoch_key, [])
+            keep = sum(1 for e in eps if e <= epoch)
+            for k in (epoch_key, *names):
+                grouped.add(k)
+                if k in self._series:
+                    self._series[k] = self._series[k][:keep]
+        keep = sum(1 for e in self._series.get("epoch", []) if e <= epoch)
         for k, v in self._series.items():
-            if len(v) == n_val and (k.startswith("val_")):
-                self._series[k] = v[:vkeep]
-            elif len(v) == n_epoch:
+            if k not in grouped:
                 self._series[k] = v[:keep]
 
 

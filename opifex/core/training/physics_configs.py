@@ -141,26 +141,64 @@ class SCFConfig(_ConfigBase):
         _check_float("SCFConfig", "mixing", self.mixing, low=0.0, high=1.0, low_open=True)
 
 
+#: metrics a :class:`MetricsTrackingConfig` can select (see ``AdvancedMetricsCollector``)
+TRACKABLE_METRICS = (
+    "loss",
+    "loss_terms",
+    "grad_norm",
+    "learning_rate",
+    "param_norm",
+    "update_norm",
+    "update_ratio",
+    "residual",
+    "convergence_rate",
+    "throughput",
+    "wall_time",
+    "validation",
+)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MetricsTrackingConfig(_ConfigBase):
-    """Which metrics are tracked and how much history is kept."""
+    """Which metrics the :class:`~opifex.training.metrics.AdvancedMetricsCollector` tracks.
+
+    Attributes:
+        metrics: names from :data:`TRACKABLE_METRICS`. In-graph metrics (``param_norm``,
+            ``update_norm``, ``update_ratio``) are compiled into the training chunk only
+            when selected.
+        history_size: most records the collector keeps per metric (``None``: all).
+        convergence_window: epochs over which ``convergence_rate`` (the slope of
+            ``log10(train_loss)`` per epoch) is fitted.
+    """
 
     metrics: tuple[str, ...] = ("loss", "grad_norm", "learning_rate")
     history_size: int | None = None
+    convergence_window: int = 20
 
     def __post_init__(self) -> None:
         _as_tuple(self, "metrics")
-        _check_names("MetricsTrackingConfig", "metrics", self.metrics)
+        _check_names("MetricsTrackingConfig", "metrics", self.metrics, TRACKABLE_METRICS)
         _check_int("MetricsTrackingConfig", "history_size", self.history_size, 1, optional=True)
+        _check_int("MetricsTrackingConfig", "convergence_window", self.convergence_window, 2)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoggingConfig(_ConfigBase):
-    """Logging backends, frequency and alert thresholds."""
+    """Logging backends, frequency and alert thresholds.
+
+    Attributes:
+        backends: any of ``console`` (the ``opifex`` logger), ``jsonl`` (``log.jsonl``) and
+            ``tensorboard`` (needs ``tensorboardX``).
+        frequency: epochs between logged records.
+        alert_thresholds: metric name -> limit; a value above it logs a warning and is
+            recorded in ``history["alerts"]``.
+        directory: where the file backends write (default: ``TrainingConfig.run_dir``).
+    """
 
     backends: tuple[str, ...] = ("console",)
     frequency: int = 1
     alert_thresholds: Mapping[str, float] | None = None
+    directory: str | None = None
 
     def __post_init__(self) -> None:
         _as_tuple(self, "backends")
@@ -168,3 +206,16 @@ class LoggingConfig(_ConfigBase):
             "LoggingConfig", "backends", self.backends, ("console", "jsonl", "tensorboard")
         )
         _check_int("LoggingConfig", "frequency", self.frequency, 1)
+        if self.alert_thresholds is not None:
+            if not isinstance(self.alert_thresholds, Mapping):
+                _fail("LoggingConfig", "alert_thresholds", "must be a dict {metric: limit}")
+            for k, v in self.alert_thresholds.items():
+                if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int | float):
+                    _fail(
+                        "LoggingConfig",
+                        "alert_thresholds",
+                        f"must map metric names to numbers, got {k!r}: {v!r}",
+                    )
+            object.__setattr__(self, "alert_thresholds", dict(self.alert_thresholds))
+        if self.directory is not None and not isinstance(self.directory, str):
+            _fail("LoggingConfig", "directory", f"must be a path string, got {self.directory!r}")

@@ -32,15 +32,22 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optax
 from flax import nnx
-from tqdm.auto import tqdm
 
+from opifex.core.training.callbacks import JSONLLogger, LoggingCallback, PlateauTracker, ProgressBar
 from opifex.core.training.checkpoint import CheckpointStore
+from opifex.core.training.components import TrainingComponentBase, TrainingControl
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.engine import Engine, TrainState, pure
 from opifex.core.training.history import History
 from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
-from opifex.core.training.optimizers import build_optimizer, needs_value_fn
+from opifex.core.training.metrics import AdvancedMetricsCollector, prediction_metrics
+from opifex.core.training.optimizers import (
+    build_optimizer,
+    current_learning_rate,
+    needs_value_fn,
+)
 from opifex.core.training.state import TrainingState
 
 logger = logging.getLogger("opifex")
@@ -190,6 +197,7 @@ class SupervisedTask:
         out = {"loss": self.loss_fn(pred, y, w)}
         for name, fn in LOSS_FUNCTIONS.items():
             out[name] = fn(pred, y, w)
+        out["max_error"] = prediction_metrics(pred, y)["max_error"]
         return out
 
 
@@ -205,9 +213,14 @@ class Trainer:
         config: the run's configuration (default ``TrainingConfig()``).
         rngs: optional ``nnx.Rngs``; if given, the run's key comes from it, otherwise from
             ``config.seed``.
+        callbacks: :class:`~opifex.core.training.components.TrainingComponentBase` s to run
+            (early stopping, checkpoints, loggers, your own components).
 
     Attributes:
         history: the :class:`History` of the current run.
+        components: every component the run uses: those built from the config (progress
+            bar, JSONL log, logging backends, metrics collector), then ``callbacks``.
+        metrics_collector: the :class:`AdvancedMetricsCollector` among them, if any.
     """
 
     def __init__(
@@ -216,6 +229,7 @@ class Trainer:
         config: TrainingConfig | None = None,
         *,
         rngs: nnx.Rngs | None = None,
+        callbacks: list[TrainingComponentBase] | None = None,
     ) -> None:
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
@@ -237,13 +251,53 @@ class Trainer:
         self._engine_key: tuple | None = None
         self._state: TrainState | None = None
         self._store: CheckpointStore | None = None
+        self._optimizer_factory: Any = None
+        self._rewound = False
         self.history = History()
         self._host = self._fresh_host()
         self.diagnostics: dict[str, Any] = {}
+        self.components: list[TrainingComponentBase] = []
+        self._set_components(self._config_components() + list(callbacks or []))
 
     # ------------------------------------------------------------ building
     def _make_task(self) -> SupervisedTask:
         return SupervisedTask(self.config)
+
+    def _config_components(self) -> list[TrainingComponentBase]:
+        """The components the config asks for."""
+        cfg = self.config
+        out: list[TrainingComponentBase] = []
+        log_every = cfg.log_frequency or max(1, cfg.total_epochs // 100)
+        if cfg.verbose and sys.stderr.isatty():
+            out.append(ProgressBar(frequency=log_every))
+        if cfg.run_dir is not None:
+            out.append(
+                JSONLLogger(os.path.join(cfg.run_dir, "metrics.jsonl"), log_every, append=True)
+            )
+        if cfg.logging_config is not None:
+            out.append(
+                LoggingCallback(cfg.logging_config, cfg.logging_config.directory or cfg.run_dir)
+            )
+        if cfg.metrics_tracking_config is not None:
+            out.append(AdvancedMetricsCollector(cfg.metrics_tracking_config))
+        return out
+
+    def _set_components(self, components: list[Any]) -> None:
+        for i, c in enumerate(components):
+            if not isinstance(c, TrainingComponentBase):
+                raise TypeError(
+                    f"callbacks[{i}]: expected a TrainingComponentBase (subclass it and define "
+                    f"initialize/update), got {type(c).__name__}"
+                )
+        self.components = list(components)
+        self._engines = {}
+
+    @property
+    def metrics_collector(self) -> AdvancedMetricsCollector | None:
+        for c in self.components:
+            if isinstance(c, AdvancedMetricsCollector):
+                return c
+        return None
 
     def _fresh_host(self) -> dict[str, Any]:
         return {
@@ -275,8 +329,37 @@ class Trainer:
 
     def _make_tx(self, stage: int, steps_per_epoch: int):
         start, stop, opt, lr = self.config.stage_plan()[stage]
+        factory = self._optimizer_factory if stage == 0 else None
+        if factory is not None:
+            opt, lr = factory.optimizer_config, factory.learning_rate
         total = max((stop - start) * steps_per_epoch // opt.gradient_accumulation_steps, 1)
-        return build_optimizer(opt, lr, total), needs_value_fn(opt)
+        if factory is not None and factory.total_steps is not None:
+            total = factory.total_steps
+        tx = build_optimizer(opt, lr, total)
+        uses_value_fn = needs_value_fn(opt)
+        # components' gradient transformations run first (not before line-search
+        # optimizers, whose line search needs the true gradient)
+        pre = [] if uses_value_fn else [t for c in self.components for t in c.transforms()]
+        if pre:
+            tx = optax.chain(*pre, tx)
+        return tx, uses_value_fn
+
+    def _step_metrics(self):
+        comps = [
+            c
+            for c in self.components
+            if type(c).step_metrics is not TrainingComponentBase.step_metrics
+        ]
+        if not comps:
+            return None
+
+        def metrics(info):
+            out = {}
+            for c in comps:
+                out.update(c.step_metrics(info))
+            return out
+
+        return metrics
 
     def _build_engine(
         self, n_points: int, term_weights: dict[str, float] | None = None, stage: int = 0
@@ -304,6 +387,7 @@ class Trainer:
             term_weights=term_weights,
             weighting=self.task.weighting,
             residual_fn=getattr(self.task, "residual_terms", None),
+            step_metrics=self._step_metrics(),
         )
         return self._engines[stage]
 
@@ -388,10 +472,9 @@ class Trainer:
             return TrainingState(
                 params=_copy(params),
                 model_state=_copy(model_state),
+                recovery_attempts=list(self.history.summary.get("recovery_attempts", [])),
                 diagnostics=dict(self.diagnostics),
             )
-        from opifex.core.training.optimizers import current_learning_rate
-
         return TrainingState(
             epoch=int(s.epoch),
             step=int(s.step),
@@ -402,6 +485,7 @@ class Trainer:
             params=_as_state(self.model, nnx.Param, s.params),
             opt_state=_copy(s.opt_state),
             model_state=_copy(s.model_state),
+            recovery_attempts=list(self.history.summary.get("recovery_attempts", [])),
             diagnostics=dict(self.diagnostics),
         )
 
@@ -485,14 +569,20 @@ class Trainer:
         return CheckpointStore(directory, max_to_keep=c.max_to_keep, keep_best=c.keep_best)
 
     # -------------------------------------------------------------- host loop
-    def _chunk_epochs(self, has_val: bool, show: bool) -> int:
-        """Epochs per chunk: the gcd of the active host actions' periods (all of the run if
-        none is active), so that every action happens after exactly its configured epoch."""
+    @staticmethod
+    def _due(component: TrainingComponentBase, epoch: int, end: int) -> bool:
+        f = component.frequency
+        return f is None or epoch % f == 0 or epoch == end
+
+    def _chunk_epochs(self, has_val: bool) -> int:
+        """Epochs per chunk: the gcd of the host actions' periods (validation, checkpoints,
+        every component's ``frequency``; all of the run if there is none), so that every
+        action happens after exactly its configured epoch."""
         cfg = self.config
-        log_every = cfg.log_frequency or max(1, cfg.total_epochs // 100)
-        periods = []
-        if show or cfg.run_dir is not None or cfg.log_frequency is not None:
-            periods.append(log_every)
+        default = cfg.log_frequency or max(1, cfg.total_epochs // 100)
+        periods = [c.frequency or default for c in self.components]
+        if cfg.log_frequency is not None:
+            periods.append(cfg.log_frequency)
         if has_val or cfg.early_stopping:
             periods.append(cfg.validation_frequency)
         if cfg.checkpoint_frequency and self.config.checkpoint_directory is not None:
@@ -503,32 +593,56 @@ class Trainer:
         cfg = self.config
         plan = cfg.stage_plan()
         end = cfg.total_epochs
-        show = cfg.verbose and sys.stderr.isatty()
-        chunk = self._chunk_epochs(val is not None, show)
+        chunk = self._chunk_epochs(val is not None)
         store = self._checkpoint_store()
         validating = val is not None or cfg.early_stopping
-        log_file = None
         if cfg.run_dir is not None:
             os.makedirs(cfg.run_dir, exist_ok=True)
             cfg.save(os.path.join(cfg.run_dir, "config.yaml"))
-            log_file = open(os.path.join(cfg.run_dir, "metrics.jsonl"), "a")
+        comps = sorted(self.components, key=lambda c: c.priority)
+        # guards (recovery) act on a chunk before it is validated; actors after;
+        # observers only read, and may be told one chunk late
+        guards = [c for c in comps if not c.observer and c.priority < 50]
+        actors = [c for c in comps if not c.observer and c.priority >= 50]
+        observers = [c for c in comps if c.observer]
+        control = TrainingControl(self)
         epoch = int(self._state.epoch)
-        bar = tqdm(
-            total=end,
-            initial=epoch,
-            unit="epoch",
-            disable=not show,
-            dynamic_ncols=True,
-            desc="training",
-        )
+        engine0 = engine_for(0)
+        spe = engine0.steps_per_epoch
         t_start = time.perf_counter() - (
             self.history["wall_time"][-1] if self.history.get("wall_time") else 0.0
         )
-        rec = _Recorder(self.history, bar, log_file, t_start, engine_for(0).steps_per_epoch)
-        # Chunks dispatched but not yet read back. At a boundary where the host only logs,
-        # the next chunk is dispatched before the previous one's metrics are read, so the
-        # device never waits for the host; at a boundary with a decision (validation,
-        # checkpoint, last epoch) everything is read back first.
+        rec = _Recorder(self.history, t_start, spe)
+        base = dict(
+            trainer=self,
+            model=self.model,
+            config=cfg,
+            history=self.history,
+            control=control,
+            total_epochs=end,
+            steps_per_epoch=spe,
+            batch_points=engine0.batch_size,
+        )
+
+        def notify(group, at, latest, val_metrics=None):
+            context = dict(
+                base,
+                epoch=at,
+                step=at * spe,
+                metrics=latest,
+                val_metrics=val_metrics,
+                timing=rec.timing(),
+            )
+            for c in group:
+                if self._due(c, at, end):
+                    c.update(**context)
+
+        for c in comps:
+            c.initialize(**base, epoch=epoch, step=epoch * spe)
+        # Chunks dispatched but not yet read back. At a boundary where only observers are
+        # due, the next chunk is dispatched before the previous one's metrics are read, so
+        # the device never waits for the host; at a boundary with a decision (validation,
+        # checkpoint, an acting component, the end of a stage) everything is read first.
         pending: list[tuple[int, int, Any, bool]] = []
         try:
             while epoch < end:
@@ -549,55 +663,78 @@ class Trainer:
                     and cfg.checkpoint_frequency
                     and epoch % cfg.checkpoint_frequency == 0
                 )
-                decide = validate or save or epoch == stop_s
+                acting = any(self._due(c, epoch, end) for c in guards + actors)
+                decide = validate or save or epoch == stop_s or acting
                 while len(pending) > (0 if decide else 1):
-                    rec.record(*pending.pop(0))
+                    at, latest = rec.record(*pending.pop(0))
+                    if pending or not decide:
+                        notify(observers, at, latest)
                 if not decide:
                     continue
-                stop = False
+                notify(guards, epoch, latest)
+                if self._rewound:  # a guard restored an earlier state: run from there
+                    self._rewound = False
+                    epoch = int(self._state.epoch)
+                    continue
+                vm, stop = None, False
                 if validate:
-                    stop = self._validate(
-                        engine, epoch, val, rec.last, store, log_file, rec.postfix
-                    )
+                    vm, stop = self._validate(engine, epoch, val, latest, store)
+                notify(actors, epoch, latest, vm)
+                notify(observers, epoch, latest, vm)
                 if save:
                     self.save_checkpoint()
-                rec.refresh()
+                if control.stop_requested:
+                    self._host["stopped_early"] = True
+                    self.history.set_event("stopped_early", True)
+                    self.history.set_event("stop_epoch", epoch)
+                    self.history.set_event("stop_reason", control.stop_reason)
+                    logger.info("training stopped at epoch %d: %s", epoch, control.stop_reason)
+                    stop = True
                 if stop:
                     break
-        except KeyboardInterrupt:
-            while pending:
-                rec.record(*pending.pop(0))
-            logger.warning("training interrupted at epoch %d", int(self._state.epoch))
-            if store is not None:
-                self.save_checkpoint()
+        except BaseException as e:
+            try:
+                while pending:
+                    at, latest = rec.record(*pending.pop(0))
+                    notify(observers, at, latest)
+            except Exception:  # the original error is the one to report
+                pass
+            if isinstance(e, KeyboardInterrupt):
+                logger.warning("training interrupted at epoch %d", int(self._state.epoch))
+                if store is not None:
+                    self.save_checkpoint()
             self._finish(final=False)
+            self._finalize(comps, base)
             raise
-        finally:
-            bar.close()
-            if log_file is not None:
-                log_file.close()
         self.diagnostics.update(rec.diagnostics())
         self._finish(final=True)
         if store is not None and cfg.checkpoint.save_final:
             self.save_checkpoint()
         if cfg.run_dir is not None:
             self.history.to_json(os.path.join(cfg.run_dir, "history.json"))
+        self._finalize(comps, base)
         return self.model, self.history
 
-    def _validate(self, engine, epoch, val, named, store, log_file, postfix) -> bool:
+    def _finalize(self, comps, base) -> None:
+        epoch = int(self._state.epoch)
+        for c in comps:
+            c.finalize(**base, epoch=epoch, step=int(self._state.step))
+
+    def _validate(self, engine, epoch, val, latest, store) -> tuple[dict | None, bool]:
+        """Validate (or monitor the training loss), keep the best state, decide on early
+        stopping. Returns the validation metrics and whether to stop."""
         cfg = self.config
+        vm = None
         if val is not None:
             vm = {f"val_{k}": float(v) for k, v in engine.evaluate(self._state, val).items()}
             self.history.add_validation(epoch, vm)
             value = vm["val_loss"]
-            postfix["val"] = f"{value:.3e}"
-            if log_file is not None:
-                log_file.write(json.dumps({"epoch": epoch, **vm}) + "\n")
         else:
-            value = float(named["train_loss"][-1])
+            value = float(latest["train_loss"])
         h = self._host
-        improved = math.isfinite(value) and value < h["best_value"] - cfg.min_delta
-        if improved:
+        tracker = PlateauTracker("min", cfg.min_delta)
+        tracker.best, tracker.best_epoch = h["best_value"], h["best_epoch"]
+        if tracker.observe(epoch, value):
             h["best_value"], h["best_epoch"] = value, epoch
             if cfg.validation.restore_best:
                 h["best_params"] = _copy(self._state.params)
@@ -605,18 +742,19 @@ class Trainer:
             if store is not None and cfg.checkpoint.keep_best and val is not None:
                 store.save(epoch, self._state, self._meta(), best=True)
         patience = cfg.effective_patience
-        if patience is not None and epoch - h["best_epoch"] >= patience:
+        if patience is not None and tracker.waited(epoch) >= patience:
             h["stopped_early"] = True
             self.history.set_event("stopped_early", True)
             self.history.set_event("stop_epoch", epoch)
+            self.history.set_event("stop_reason", "early_stopping")
             logger.info(
                 "early stopping at epoch %d (best %.4e at epoch %d)",
                 epoch,
                 h["best_value"],
                 h["best_epoch"],
             )
-            return True
-        return False
+            return vm, True
+        return vm, False
 
     def _finish(self, *, final: bool) -> None:
         h = self._host
@@ -628,17 +766,16 @@ class Trainer:
 
 
 class _Recorder:
-    """Reads back a chunk's metrics (the one host sync per chunk) and logs them."""
+    """Reads back a chunk's metrics (the one host sync per chunk) into the history."""
 
-    def __init__(self, history: History, bar, log_file, t_start: float, steps_per_epoch: int):
-        self.history, self.bar, self.log_file = history, bar, log_file
+    def __init__(self, history: History, t_start: float, steps_per_epoch: int):
+        self.history = history
         self.t_start, self.spe = t_start, steps_per_epoch
         self.t_prev = time.perf_counter()
         self.steps, self.seconds, self.compile_s = 0, 0.0, None
-        self.last: dict[str, Any] = {}
-        self.postfix: dict[str, str] = {}
 
-    def record(self, first_epoch: int, k: int, metrics: Any, compiled: bool) -> None:
+    def record(self, first_epoch: int, k: int, metrics: Any, compiled: bool):
+        """Append the chunk's epochs; returns its last epoch and that epoch's values."""
         metrics = jax.device_get(metrics)
         t1 = time.perf_counter()
         dt = t1 - self.t_prev
@@ -654,23 +791,15 @@ class _Recorder:
         named = {("train_loss" if n == "loss" else n): v for n, v in metrics.items()}
         named["nonfinite_steps"] = named.pop("nonfinite")
         self.history.add_epochs(epochs, named, wall_time=walls)
-        if self.log_file is not None:
-            for i, e in enumerate(epochs):
-                row = {
-                    "epoch": e,
-                    **{n: float(v[i]) for n, v in named.items()},
-                    "wall_time": walls[i],
-                }
-                self.log_file.write(json.dumps(row) + "\n")
-        self.last = named
-        self.postfix["loss"] = f"{named['train_loss'][-1]:.3e}"
-        if self.seconds > 0:
-            self.postfix["steps/s"] = f"{self.steps / self.seconds:.0f}"
-        self.bar.update(k)
-        self.refresh()
+        latest = {n: np.asarray(v)[-1].item() for n, v in named.items()}
+        latest["wall_time"] = walls[-1]
+        return first_epoch + k, latest
 
-    def refresh(self) -> None:
-        self.bar.set_postfix(self.postfix, refresh=True)
+    def timing(self) -> dict[str, float]:
+        out = {"wall_time": time.perf_counter() - self.t_start}
+        if self.seconds > 0:
+            out["steps_per_second"] = self.steps / self.seconds
+        return out
 
     def diagnostics(self) -> dict[str, float]:
         out = {}

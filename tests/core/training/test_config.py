@@ -13,8 +13,6 @@ from opifex.core.training.physics_configs import (
     BoundaryConfig,
     ConservationConfig,
     DFTConfig,
-    LoggingConfig,
-    MetricsTrackingConfig,
     MultiScaleConfig,
     QuantumTrainingConfig,
     SCFConfig,
@@ -114,8 +112,6 @@ def test_frozen_and_keyword_only():
         ("quantum_config", QuantumTrainingConfig()),
         ("dft_config", DFTConfig()),
         ("scf_config", SCFConfig()),
-        ("metrics_tracking_config", MetricsTrackingConfig()),
-        ("logging_config", LoggingConfig()),
     ],
 )
 def test_unbuilt_physics_slots_refuse_instead_of_ignoring(slot, value):
