@@ -8,3 +8,8 @@ from opifex.core.training.history import History as History
 from opifex.core.training.state import TrainingState as TrainingState
 from opifex.core.training.trainer import Trainer as Trainer
 from opifex.training.basic_trainer import BasicTrainer as BasicTrainer
+from opifex.training.basic_trainer import ModularTrainer as ModularTrainer
+from opifex.training.components import FlexibleOptimizerFactory as FlexibleOptimizerFactory
+from opifex.training.components import TrainingComponentBase as TrainingComponentBase
+from opifex.training.metrics import AdvancedMetricsCollector as AdvancedMetricsCollector
+from opifex.training.recovery import ErrorRecoveryManager as ErrorRecoveryManager

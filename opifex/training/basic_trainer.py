@@ -1,8 +1,11 @@
-"""``BasicTrainer``: the unified trainer with physics-informed training.
+"""``BasicTrainer`` and ``ModularTrainer``: the unified trainer with physics-informed
+training, and with pluggable components.
 
 Same engine and host loop as :class:`~opifex.core.training.trainer.Trainer`; only the task
 differs. Without a physics loss it trains on ``(x, y)`` exactly like ``Trainer``; after
 ``set_physics_loss`` it minimises the physics-informed terms on collocation points.
+:class:`ModularTrainer` is a ``BasicTrainer`` whose default components are error recovery
+and a metrics collector; ``components=`` replaces them and adds others.
 
 Example:
     >>> trainer = BasicTrainer(model, config)                       # doctest: +SKIP
@@ -24,8 +27,12 @@ from flax import nnx
 
 from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
 from opifex.core.physics.problem import PhysicsProblem
+from opifex.core.training.components import TrainingComponentBase
 from opifex.core.training.config import TrainingConfig
+from opifex.core.training.metrics import AdvancedMetricsCollector
 from opifex.core.training.trainer import SupervisedTask, Trainer, check_array
+from opifex.training.components import FlexibleOptimizerFactory
+from opifex.training.recovery import ErrorRecoveryManager
 
 
 class PhysicsTask:
@@ -178,19 +185,26 @@ class PhysicsTask:
         ]
 
     def objective(self, model, batch, weights, whole, key):
+        """Loss terms, plus PDE-residual statistics over the batch's (unpadded) points:
+        ``residual_rms`` and ``residual_max`` (largest absolute residual)."""
         points = batch[0]
         sets = self._condition_sets(whole)
-        terms = self.loss.terms(
+        res = self.loss.residual_arrays(
             model,
             points,
-            weights,
             boundary=whole.get("boundary"),
             conditions=sets,
             space_dims=self.space_dims,
         )
+        terms = self.loss.terms_from_residuals(res, weights)
         if self.has_targets:
             terms["data"] = self.loss.data_loss(model(points), batch[1], weights)
-        return terms, {}
+        metrics = {}
+        if "physics" in res:
+            metrics["residual_rms"] = jnp.sqrt(terms["physics"])
+            r = jnp.max(jnp.abs(res["physics"]), axis=1)
+            metrics["residual_max"] = jnp.max(jnp.where(weights > 0, r, 0.0))
+        return terms, metrics
 
     def residual_terms(self, model, batch, weights, whole, key):
         """Per-point residuals of every term (padding rows zeroed) and their valid counts."""
@@ -227,6 +241,7 @@ class BasicTrainer(Trainer):
         config: the run configuration.
         meta_optimizer: reserved for :class:`opifex.optimization.MetaOptimizer`.
         rngs: optional ``nnx.Rngs`` for the run's key.
+        callbacks: components to run (see :class:`Trainer`).
     """
 
     def __init__(
@@ -236,13 +251,14 @@ class BasicTrainer(Trainer):
         meta_optimizer: Any = None,
         *,
         rngs: nnx.Rngs | None = None,
+        callbacks: list[TrainingComponentBase] | None = None,
     ) -> None:
         if meta_optimizer is not None:
             raise NotImplementedError(
                 "BasicTrainer(meta_optimizer=...): learned optimizers are not implemented in "
                 "this version; leave meta_optimizer=None"
             )
-        super().__init__(model, config, rngs=rngs)
+        super().__init__(model, config, rngs=rngs, callbacks=callbacks)
         self.physics_loss: PhysicsInformedLoss | None = None
 
     def set_physics_loss(self, physics_loss: PhysicsInformedLoss) -> None:
@@ -348,3 +364,92 @@ class BasicTrainer(Trainer):
             )
 
     fit = train
+
+
+class ModularTrainer(BasicTrainer):
+    """A :class:`BasicTrainer` assembled from components.
+
+    The same engine and host loop; by default it runs an :class:`ErrorRecoveryManager` and
+    an :class:`AdvancedMetricsCollector` (configured by ``config.metrics_tracking_config``
+    when given). Entries of ``components`` replace the default of the same name:
+
+    * ``"error_recovery"``: an :class:`ErrorRecoveryManager` (``None`` turns recovery off);
+    * ``"metrics_collector"`` (or ``"metrics"``): an :class:`AdvancedMetricsCollector`;
+    * ``"optimizer_factory"``: a :class:`FlexibleOptimizerFactory` whose optimizer, learning
+      rate and schedule replace ``config.optimizer`` and ``config.learning_rate`` for the
+      main stage;
+    * any other name: your own :class:`TrainingComponentBase`.
+
+    Args:
+        model: any ``flax.nnx.Module``.
+        config: the run configuration.
+        rngs: optional ``nnx.Rngs`` for the run's key.
+        components: ``{name: component}`` as above.
+        callbacks: further components (e.g. :class:`~opifex.training.components.EarlyStopping`).
+
+    Attributes:
+        named_components: the components by name, defaults included.
+        error_recovery, metrics_collector, optimizer_factory: shortcuts (``None`` if absent).
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        config: TrainingConfig | None = None,
+        rngs: nnx.Rngs | None = None,
+        components: dict[str, Any] | None = None,
+        *,
+        callbacks: list[TrainingComponentBase] | None = None,
+    ) -> None:
+        if components is not None and not isinstance(components, dict):
+            raise TypeError(
+                f"components must be a dict {{name: component}}, got {type(components).__name__}"
+            )
+        given = dict(components or {})
+        if "metrics" in given:
+            if "metrics_collector" in given:
+                raise ValueError("components: give 'metrics_collector' or 'metrics', not both")
+            given["metrics_collector"] = given.pop("metrics")
+        expected = {
+            "error_recovery": ErrorRecoveryManager,
+            "metrics_collector": AdvancedMetricsCollector,
+            "optimizer_factory": FlexibleOptimizerFactory,
+        }
+        for name, value in given.items():
+            want = expected.get(name, TrainingComponentBase)
+            if value is not None and not isinstance(value, want):
+                raise TypeError(
+                    f"components[{name!r}] must be a {want.__name__}"
+                    f"{' or None' if name in expected else ''}, got {type(value).__name__}"
+                )
+        super().__init__(model, config, rngs=rngs, callbacks=callbacks)
+        cfg = self.config
+        named: dict[str, Any] = {
+            "error_recovery": ErrorRecoveryManager(),
+            "metrics_collector": None,
+            "optimizer_factory": None,
+        }
+        if cfg.metrics_tracking_config is None:
+            named["metrics_collector"] = AdvancedMetricsCollector()
+        named.update(given)
+        self.named_components = {k: v for k, v in named.items() if v is not None}
+        self._optimizer_factory = named["optimizer_factory"]
+        extra = [
+            v
+            for k, v in self.named_components.items()
+            if k != "optimizer_factory" and v is not None
+        ]
+        if named["metrics_collector"] is not None and cfg.metrics_tracking_config is not None:
+            # the user's collector replaces the one built from the config
+            self.components = [
+                c for c in self.components if not isinstance(c, AdvancedMetricsCollector)
+            ]
+        self._set_components(self.components + extra)
+
+    @property
+    def error_recovery(self) -> ErrorRecoveryManager | None:
+        return self.named_components.get("error_recovery")
+
+    @property
+    def optimizer_factory(self) -> FlexibleOptimizerFactory | None:
+        return self._optimizer_factory

@@ -1,5 +1,11 @@
 """Training components.
 
+:class:`TrainingComponentBase` and the callbacks (:class:`EarlyStopping`,
+:class:`ModelCheckpoint`, :class:`ReduceLROnPlateau`, :class:`ProgressBar`,
+:class:`CSVLogger`, :class:`JSONLLogger`, :class:`LoggingCallback`) are defined in
+:mod:`opifex.core.training.components` and :mod:`opifex.core.training.callbacks` (the
+trainers build some of them from the config) and re-exported here.
+
 :class:`FlexibleOptimizerFactory` is the dict-configured face of the one optimizer factory
 (:func:`opifex.core.training.optimizers.build_optimizer`): it translates the documented keys
 into an :class:`~opifex.core.training.config.OptimizerConfig` and builds the same optax
@@ -22,6 +28,15 @@ from typing import Any
 
 import optax
 
+from opifex.core.training.callbacks import CSVLogger as CSVLogger
+from opifex.core.training.callbacks import EarlyStopping as EarlyStopping
+from opifex.core.training.callbacks import JSONLLogger as JSONLLogger
+from opifex.core.training.callbacks import LoggingCallback as LoggingCallback
+from opifex.core.training.callbacks import ModelCheckpoint as ModelCheckpoint
+from opifex.core.training.callbacks import ProgressBar as ProgressBar
+from opifex.core.training.callbacks import ReduceLROnPlateau as ReduceLROnPlateau
+from opifex.core.training.components import TrainingComponentBase as TrainingComponentBase
+from opifex.core.training.components import TrainingControl as TrainingControl
 from opifex.core.training.config import OptimizerConfig
 from opifex.core.training.optimizers import build_optimizer
 

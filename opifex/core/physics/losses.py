@@ -241,15 +241,24 @@ class PhysicsInformedLoss:
         res = self.residual_arrays(
             model, points, boundary=boundary, conditions=conditions, space_dims=space_dims
         )
+        out = self.terms_from_residuals(res, weights)
+        if data is not None:
+            xd, yd = data
+            out["data"] = self.data_loss(model(xd), yd, jnp.ones((xd.shape[0],), jnp.float32))
+        return out
+
+    @staticmethod
+    def terms_from_residuals(
+        res: dict[str, jax.Array], weights: jax.Array | None = None
+    ) -> dict[str, jax.Array]:
+        """Mean-square loss terms of per-point residual arrays (``weights`` apply to the
+        collocation points of the ``physics`` term)."""
         out: dict[str, jax.Array] = {}
         for name, r in res.items():
             if name == "physics" and weights is not None:
                 out[name] = jnp.sum(weights * jnp.mean(r * r, axis=1)) / jnp.sum(weights)
             else:
                 out[name] = jnp.mean(r * r)
-        if data is not None:
-            xd, yd = data
-            out["data"] = self.data_loss(model(xd), yd, jnp.ones((xd.shape[0],), jnp.float32))
         return out
 
     def residual_arrays(

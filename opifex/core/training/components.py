@@ -79,6 +79,10 @@ class TrainingComponentBase:
         """In-graph metrics of one step (see ``Engine(step_metrics=...)``); traced once."""
         return {}
 
+    def has_step_metrics(self) -> bool:
+        """Whether :meth:`step_metrics` adds anything (otherwise it is not compiled in)."""
+        return type(self).step_metrics is not TrainingComponentBase.step_metrics
+
     @property
     def component_name(self) -> str:
         return type(self).__name__
@@ -133,20 +137,24 @@ class TrainingControl:
         """Multiply the scheduled learning rate by ``scale`` from the next step on.
 
         The scale is a value in the optimizer state (``optax.inject_hyperparams``): the
-        compiled chunk is reused, nothing recompiles. The scale carries over to later
-        optimizer stages.
+        compiled chunk is reused, nothing recompiles. A new optimizer stage starts at
+        scale 1.
         """
         if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"set_lr_scale: scale must be a finite number > 0, got {scale!r}")
         t = self._trainer
         t._state = t._state.replace(opt_state=set_lr_scale(t._state.opt_state, float(scale)))
-        t._lr_scale = float(scale)
 
     def scale_learning_rate(self, factor: float) -> float:
         """Multiply the current runtime scale by ``factor``; returns the new scale."""
         new = self.lr_scale * factor
         self.set_lr_scale(new)
         return new
+
+    def training_loss(self) -> float:
+        """The training loss at the current state over all training points (one compiled
+        call, traced once; a reference value, e.g. the loss before the first step)."""
+        return self._trainer._training_loss()
 
     # ------------------------------------------------------------- checkpoints
     def save_checkpoint(self, directory: str | None = None) -> str:
@@ -163,7 +171,6 @@ class TrainingControl:
         the history drops the epochs after it, and the next chunk starts from its epoch."""
         t = self._trainer
         t._state = jax.tree.map(jnp.copy, snapshot)
-        t._lr_scale = float(get_lr_scale(t._state.opt_state))
         t.history.truncate(int(t._state.epoch))
         t._rewound = True
 

@@ -107,6 +107,7 @@ def _epoch_summary(ms: dict[str, jax.Array], counts: jax.Array) -> dict[str, jax
     Skipped (non-finite) steps do not enter the averages: the epoch loss is the
     sample-weighted mean over the applied steps (``nan`` if every step was skipped) and the
     skipped steps are counted. ``*_count`` and ``nonfinite`` are summed, ``*_max`` maximised,
+    ``*_min`` minimised,
     ``grad_norm`` and other metrics averaged over the applied steps.
     """
     applied = ms["nonfinite"] == 0
@@ -119,6 +120,8 @@ def _epoch_summary(ms: dict[str, jax.Array], counts: jax.Array) -> dict[str, jax
             out[k] = jnp.sum(v)
         elif k.endswith("_max"):
             out[k] = jnp.max(jnp.where(applied, v, -jnp.inf))
+        elif k.endswith("_min"):
+            out[k] = jnp.min(jnp.where(applied, v, jnp.inf))
         elif k == "grad_norm":
             out[k] = jnp.sum(jnp.where(applied, v, 0.0)) / n_ok
         else:
@@ -147,7 +150,8 @@ class Engine:
             every step with ``info`` holding ``loss``, ``terms``, ``grads``, ``updates``,
             ``params`` (before the step), ``new_params``, ``opt_state`` (after the step) and
             ``ok`` (the step was applied). Per epoch, names ending in ``_count`` are summed,
-            names ending in ``_max`` take the maximum, and the rest are averaged over the
+            names ending in ``_max`` take the maximum, ``_min`` the minimum, and the rest are
+            averaged over the
             applied steps.
     """
 
@@ -196,6 +200,7 @@ class Engine:
         self._init = jax.jit(self._init_state)
         self._reset = jax.jit(self._reset_optimizer, donate_argnums=0)
         self._eval = jax.jit(self._evaluate)
+        self._loss_value = jax.jit(self._training_loss)
 
     # ----------------------------------------------------------------- state
     def init_state(self, params: PyTree, model_state: PyTree, key: jax.Array) -> TrainState:
@@ -382,6 +387,34 @@ class Engine:
         return self._chunk(state, batched, whole, n_epochs=int(n_epochs))
 
     # ------------------------------------------------------------- evaluate
+    def _training_loss(self, state: TrainState, batched, whole):
+        lw = state.loss_weights["weights"]
+        model = nnx.merge(self.graphdef, state.params, state.model_state)
+
+        def total(batch, weights):
+            terms, _ = self.objective(model, batch, weights, whole, state.key)
+            return sum(lw.get(k, 1.0) * v for k, v in terms.items())
+
+        if self.full_batch:
+            return total(batched, jnp.ones((self.n_points,), jnp.float32))
+        n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
+        pad = spe * bs - n
+        idx = jnp.concatenate([jnp.arange(n), jnp.zeros((pad,), jnp.int32)]).reshape(spe, bs)
+        w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
+        w = w.reshape(spe, bs)
+
+        def one(xs):
+            rows, weights = xs
+            batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), batched)
+            return total(batch, weights) * jnp.sum(weights)
+
+        return jnp.sum(jax.lax.map(one, (idx, w))) / n
+
+    def training_loss(self, state: TrainState, batched: PyTree, whole: PyTree = None) -> jax.Array:
+        """The weighted training loss at ``state`` over all training points, without a step
+        (minibatch losses weighted by their sizes; the step's PRNG key is ``state.key``)."""
+        return self._loss_value(state, batched, whole)
+
     def _evaluate(self, params, model_state, data):
         self.eval_trace_count += 1
         model = nnx.merge(self.eval_graphdef, params, model_state)

@@ -177,10 +177,11 @@ class AdvancedMetricsCollector(TrainingComponentBase):
         return result
 
     # ------------------------------------------------------------- in-graph
+    def has_step_metrics(self) -> bool:
+        return bool(self.selected & set(_IN_GRAPH))
+
     def step_metrics(self, info: dict[str, Any]) -> dict[str, jax.Array]:
         want = self.selected & set(_IN_GRAPH)
-        if not want:
-            return {}
         out = {}
         unorm = optax.tree.norm(info["updates"])
         pnorm = optax.tree.norm(info["params"])

@@ -253,6 +253,7 @@ class Trainer:
         self._store: CheckpointStore | None = None
         self._optimizer_factory: Any = None
         self._rewound = False
+        self._loss_context: tuple | None = None
         self.history = History()
         self._host = self._fresh_host()
         self.diagnostics: dict[str, Any] = {}
@@ -345,11 +346,7 @@ class Trainer:
         return tx, uses_value_fn
 
     def _step_metrics(self):
-        comps = [
-            c
-            for c in self.components
-            if type(c).step_metrics is not TrainingComponentBase.step_metrics
-        ]
+        comps = [c for c in self.components if c.has_step_metrics()]
         if not comps:
             return None
 
@@ -541,7 +538,17 @@ class Trainer:
             return eng.init_state(params, model_state, self._key)
 
         like_best = {"params": pure(params), "model_state": pure(model_state)}
-        state, meta, best_tree = store.restore(like, epoch, best=best, like_params=like_best)
+        try:
+            state, meta, best_tree = store.restore(like, epoch, best=best, like_params=like_best)
+        except ValueError as e:
+            if "structures do not match" not in str(e):
+                raise
+            raise ValueError(
+                f"load_checkpoint({store.directory!r}): the checkpoint's training state does "
+                "not fit this trainer: it was written with a different model, optimizer or "
+                "optimizer-changing components (e.g. gradient clipping of an "
+                "ErrorRecoveryManager). Load it into a trainer built the same way."
+            ) from e
         self._state = state
         self.history = History.from_dict(meta["history"])
         self.history.truncate(int(state.epoch))
@@ -607,6 +614,7 @@ class Trainer:
         observers = [c for c in comps if c.observer]
         control = TrainingControl(self)
         epoch = int(self._state.epoch)
+        self._loss_context = (engine_for, train, whole)
         engine0 = engine_for(0)
         spe = engine0.steps_per_epoch
         t_start = time.perf_counter() - (
@@ -680,6 +688,10 @@ class Trainer:
                 if validate:
                     vm, stop = self._validate(engine, epoch, val, latest, store)
                 notify(actors, epoch, latest, vm)
+                if self._rewound:  # an actor restored an earlier state
+                    self._rewound = False
+                    epoch = int(self._state.epoch)
+                    continue
                 notify(observers, epoch, latest, vm)
                 if save:
                     self.save_checkpoint()
@@ -714,6 +726,12 @@ class Trainer:
             self.history.to_json(os.path.join(cfg.run_dir, "history.json"))
         self._finalize(comps, base)
         return self.model, self.history
+
+    def _training_loss(self) -> float:
+        """The training loss at the current state over all training points (compiled)."""
+        engine_for, train, whole = self._loss_context
+        engine = engine_for(self._stage_of(int(self._state.epoch)))
+        return float(engine.training_loss(self._state, train, whole))
 
     def _finalize(self, comps, base) -> None:
         epoch = int(self._state.epoch)
