@@ -75,9 +75,9 @@ class TrainingDivergedError(RuntimeError):
 
 # ----------------------------------------------------------------- in-graph part
 class AdaptiveClipState(NamedTuple):
-    """State of :func:`adaptive_clip`: a ring buffer of recent finite gradient norms."""
+    """State of :func:`adaptive_clip`: a running geometric mean of recent gradient norms."""
 
-    norms: jax.Array  # (window,), nan where empty
+    log_norm: jax.Array  # moving average of log(min(norm, threshold))
     count: jax.Array  # finite norms seen
     threshold: jax.Array  # threshold applied at the last step
     clipped: jax.Array  # 1 if the last step was clipped
@@ -93,22 +93,26 @@ def adaptive_clip(
 ) -> optax.GradientTransformation:
     """Clip the global gradient norm to a threshold that follows recent norms.
 
-    The threshold is ``max(threshold, spike_factor * median(last window norms))`` once
-    ``warmup`` finite norms have been seen (``threshold`` alone before that; no floor if
-    ``threshold`` is ``None``). Typical gradients pass unchanged while isolated spikes are
-    scaled down to the typical size, which is what keeps Adam's moment estimates from being
-    wrecked by one bad batch. This follows the idea of AutoClip (Seetharaman et al., "AutoClip:
-    Adaptive gradient clipping for source separation networks", MLSP 2020), with a median
-    multiple instead of a low percentile so that only outliers are clipped. With
-    ``adaptive=False`` it is plain clipping by global norm at ``threshold``.
+    The threshold is ``max(threshold, spike_factor * typical)`` once ``warmup`` finite norms
+    have been seen (``threshold`` alone before that; no floor if ``threshold`` is ``None``).
+    ``typical`` is a running geometric mean of the recent (already clipped) gradient norms:
+    an exponential moving average of their logarithms with horizon ``window`` steps (a plain
+    mean during the warm-up). Typical gradients pass unchanged, while an isolated spike is
+    scaled down to a few times the typical size, which keeps Adam's moment estimates from
+    being wrecked by one bad batch; a sustained rise in the norms lifts the threshold within
+    about ``window`` steps. The idea follows AutoClip (Seetharaman et al., "AutoClip: Adaptive
+    gradient clipping for source separation networks", MLSP 2020), which clips at a
+    percentile of the norm history; a moving average costs O(1) per step instead of a sort.
+    With ``adaptive=False`` it is plain clipping by global norm at ``threshold``.
     """
     if threshold is None and not adaptive:
         raise ValueError("adaptive_clip: give a threshold, or adaptive=True")
+    rate = 2.0 / (window + 1)
 
     def init(params):
         del params
         return AdaptiveClipState(
-            norms=jnp.full((window,), jnp.nan, jnp.float32),
+            log_norm=jnp.zeros((), jnp.float32),
             count=jnp.zeros((), jnp.int32),
             threshold=jnp.asarray(jnp.inf if threshold is None else threshold, jnp.float32),
             clipped=jnp.zeros((), jnp.int32),
@@ -119,7 +123,7 @@ def adaptive_clip(
         g = optax.tree.norm(updates).astype(jnp.float32)
         base = jnp.asarray(jnp.inf if threshold is None else threshold, jnp.float32)
         if adaptive:
-            typical = spike_factor * jnp.nanmedian(state.norms)
+            typical = spike_factor * jnp.exp(state.log_norm)
             learned = typical if threshold is None else jnp.maximum(base, typical)
             thr = jnp.where(state.count >= warmup, learned, base)
         else:
@@ -127,11 +131,14 @@ def adaptive_clip(
         clip = g > thr
         scale = jnp.where(clip, thr / jnp.where(clip, g, 1.0), 1.0)
         updates = jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates)
-        finite = jnp.isfinite(g)
-        slot = state.count % window
-        norms = jnp.where(finite, state.norms.at[slot].set(g), state.norms)
+        finite = jnp.isfinite(g) & (g > 0)
+        beta = jnp.maximum(1.0 / (state.count + 1), rate)
+        seen = jnp.log(jnp.where(finite, jnp.minimum(g, thr), 1.0))
+        log_norm = jnp.where(
+            finite, state.log_norm + beta * (seen - state.log_norm), state.log_norm
+        )
         new = AdaptiveClipState(
-            norms=norms,
+            log_norm=log_norm,
             count=state.count + finite.astype(jnp.int32),
             threshold=thr,
             clipped=clip.astype(jnp.int32),
@@ -156,8 +163,9 @@ class ErrorRecoveryManager(TrainingComponentBase):
             * ``max_retries`` (3): failed recoveries in a row before giving up;
             * ``gradient_clip_threshold`` (None): clip threshold for the global gradient
               norm; with ``adaptive_clipping`` it is the floor of the adaptive threshold;
-            * ``adaptive_clipping`` (True): clip at ``clip_spike_factor`` times the median
-              of the last ``clip_window`` norms, after ``clip_warmup`` steps;
+            * ``adaptive_clipping`` (True): clip at ``clip_spike_factor`` times the running
+              geometric mean of the norms over about ``clip_window`` steps, after
+              ``clip_warmup`` steps (see :func:`adaptive_clip`);
             * ``clip_window`` (100), ``clip_spike_factor`` (5.0), ``clip_warmup`` (10);
             * ``loss_explosion_threshold`` (100.0): a chunk whose training loss exceeds
               this multiple of the best loss so far is rolled back;

@@ -338,29 +338,19 @@ class _FileLogger(TrainingComponentBase):
         self.append = bool(append)
         self._fh = None
         self._epoch = 0
-        self._val_epoch = 0
 
     def initialize(self, *, epoch: int, **ctx: Any) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._fh = open(self.path, "a" if self.append or epoch > 0 else "w", newline="")
-        self._epoch = self._val_epoch = epoch
+        self._epoch = epoch
 
     def rows(self, history, epoch: int) -> list[dict[str, Any]]:
         """History records after the last written epoch, up to ``epoch``."""
         if epoch < self._epoch:  # rolled back: the re-run epochs are written again
-            self._epoch = self._val_epoch = epoch
-        out = []
-        series = [k for k in history if isinstance(history[k], list)]
-        per_epoch = [k for k in series if len(history[k]) == len(history["epoch"])]
-        for i, e in enumerate(history.get("epoch", [])):
-            if self._epoch < e <= epoch:
-                out.append({k: history[k][i] for k in per_epoch})
-        vep = history.get("val_epoch", [])
-        vkeys = [k for k in series if k.startswith("val_") and len(history[k]) == len(vep)]
-        for i, e in enumerate(vep):
-            if self._val_epoch < e <= epoch:
-                out.append({"epoch": e, **{k: history[k][i] for k in vkeys if k != "val_epoch"}})
-        self._epoch = self._val_epoch = max(self._epoch, epoch)
+            self._epoch = epoch
+        out = history.records("epoch", self._epoch, epoch)
+        out += history.records("val_epoch", self._epoch, epoch)
+        self._epoch = max(self._epoch, epoch)
         return out
 
     def finalize(self, **ctx: Any) -> None:
@@ -481,13 +471,8 @@ class LoggingCallback(TrainingComponentBase):
         if epoch < self._epoch:
             self._epoch = epoch
         f = self.config.frequency
-        series = {k: history[k] for k in history if isinstance(history[k], list)}
-        n = len(series.get("epoch", []))
-        per_epoch = [k for k, v in series.items() if len(v) == n and k != "epoch"]
-        for i, e in enumerate(series.get("epoch", [])):
-            if not (self._epoch < e <= epoch):
-                continue
-            row = {k: series[k][i] for k in per_epoch}
+        for row in history.records("epoch", self._epoch, epoch):
+            e = row.pop("epoch")
             self._check_alerts(e, row, history)
             if e % f == 0 or e == epoch:
                 self._emit(e, row)

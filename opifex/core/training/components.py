@@ -3,8 +3,9 @@
 A training component has two faces (see ``docs/architecture.md``):
 
 * an **in-graph** face, compiled into the training chunk: gradient transformations that run
-  before the optimizer (:meth:`TrainingComponentBase.transforms`) and per-step metric
-  functions (:meth:`TrainingComponentBase.step_metrics`);
+  before the optimizer (:meth:`TrainingComponentBase.transforms`), per-step metric
+  functions (:meth:`TrainingComponentBase.step_metrics`) and per-epoch metric functions
+  (:meth:`TrainingComponentBase.epoch_metrics`);
 * a **host** face, called between chunks: :meth:`~TrainingComponentBase.initialize` once at
   the start of a run, :meth:`~TrainingComponentBase.update` at chunk boundaries and
   :meth:`~TrainingComponentBase.finalize` at the end. Host calls receive keyword context
@@ -33,8 +34,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 
+from opifex.core.training.engine import copy_tree
 from opifex.core.training.optimizers import current_learning_rate, get_lr_scale, set_lr_scale
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +51,8 @@ class TrainingComponentBase:
     Class attributes:
         frequency: epochs between :meth:`update` calls. ``None``: called at every chunk
             boundary (and the trainer then places a boundary at least every
-            ``max(1, total_epochs // 100)`` epochs).
+            ``log_frequency`` epochs or, by default, every 1% of the run but no more often
+            than every 100 optimizer steps).
         observer: ``True`` for components that only read metrics (loggers, progress bars).
             Observers never use ``control``; the trainer may call them one chunk late so
             that the device never waits for them.
@@ -83,6 +85,15 @@ class TrainingComponentBase:
         """Whether :meth:`step_metrics` adds anything (otherwise it is not compiled in)."""
         return type(self).step_metrics is not TrainingComponentBase.step_metrics
 
+    def epoch_metrics(self, before: Any, after: Any) -> dict[str, jax.Array]:
+        """In-graph metrics computed once per epoch from the ``TrainState`` before and after
+        it (see ``Engine(epoch_metrics=...)``); traced once."""
+        return {}
+
+    def has_epoch_metrics(self) -> bool:
+        """Whether :meth:`epoch_metrics` adds anything (otherwise it is not compiled in)."""
+        return type(self).epoch_metrics is not TrainingComponentBase.epoch_metrics
+
     @property
     def component_name(self) -> str:
         return type(self).__name__
@@ -107,6 +118,9 @@ class TrainingControl:
         self._trainer = trainer
         self.stop_requested = False
         self.stop_reason: str | None = None
+        # while a guard checks a chunk one chunk late: the trainer's private copy of the
+        # state at that chunk's end
+        self._view = None
 
     # ------------------------------------------------------------------ run
     @property
@@ -163,14 +177,16 @@ class TrainingControl:
 
     # ------------------------------------------------------------------- state
     def snapshot(self) -> TrainState:
-        """An independent copy of the current training state (device buffers)."""
-        return jax.tree.map(jnp.copy, self._trainer._state)
+        """An independent copy of the training state at this boundary (device buffers)."""
+        if self._view is not None:
+            return self._view  # already a private copy, never donated
+        return copy_tree(self._trainer._state)
 
     def restore(self, snapshot: TrainState) -> None:
         """Continue from ``snapshot`` (a :meth:`snapshot`): a copy of it becomes the state,
         the history drops the epochs after it, and the next chunk starts from its epoch."""
         t = self._trainer
-        t._state = jax.tree.map(jnp.copy, snapshot)
+        t._state = copy_tree(snapshot)
         t.history.truncate(int(t._state.epoch))
         t._rewound = True
 

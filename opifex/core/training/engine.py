@@ -88,6 +88,13 @@ def _owned(x: Any) -> Any:
     return (x + jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
+@jax.jit
+def copy_tree(tree: PyTree) -> PyTree:
+    """Fresh device buffers for every array of ``tree``, in one compiled call (a per-leaf
+    ``jnp.copy`` costs one dispatch per array)."""
+    return jax.tree.map(_owned, tree)
+
+
 def pure(tree: PyTree) -> PyTree:
     """``nnx.State`` -> nested dict of arrays (cheap to flatten at every dispatch)."""
     return nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree
@@ -153,6 +160,8 @@ class Engine:
             names ending in ``_max`` take the maximum, ``_min`` the minimum, and the rest are
             averaged over the
             applied steps.
+        epoch_metrics: optional in-graph metric function ``(state_before, state_after) ->
+            {name: scalar}`` evaluated once per epoch (cheaper than per step).
     """
 
     def __init__(
@@ -171,6 +180,7 @@ class Engine:
         weighting: Any = None,
         residual_fn: Callable | None = None,
         step_metrics: Callable[[dict[str, Any]], dict[str, jax.Array]] | None = None,
+        epoch_metrics: Callable[[TrainState, TrainState], dict[str, jax.Array]] | None = None,
     ) -> None:
         if n_points < 1:
             raise ValueError(f"n_points must be >= 1, got {n_points}")
@@ -189,6 +199,7 @@ class Engine:
         self.weighting = weighting
         self.residual_fn = residual_fn
         self.step_metrics = step_metrics
+        self.epoch_metrics = epoch_metrics
         if getattr(weighting, "needs_ntk", False) and residual_fn is None:
             raise ValueError(
                 "NTK-trace weighting needs per-point residuals; this task does not provide "
@@ -336,32 +347,31 @@ class Engine:
 
     # ----------------------------------------------------------------- epoch
     def _epoch(self, state: TrainState, batched, whole):
+        start = state
         if self.full_batch:
             weights = jnp.ones((self.n_points,), jnp.float32)
-            state, m = self._step(state, batched, weights, whole)
-            return state.replace(epoch=state.epoch + 1), {
-                **m,
-                "learning_rate": current_learning_rate(state.opt_state),
-            }
+            state, out = self._step(state, batched, weights, whole)
+        else:
+            n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
+            key, perm_key = jr.split(state.key)
+            state = state.replace(key=key)
+            order = jr.permutation(perm_key, n) if self.shuffle else jnp.arange(n)
+            pad = spe * bs - n
+            idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(spe, bs)
+            w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
+            w = w.reshape(spe, bs)
 
-        n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
-        key, perm_key = jr.split(state.key)
-        state = state.replace(key=key)
-        order = jr.permutation(perm_key, n) if self.shuffle else jnp.arange(n)
-        pad = spe * bs - n
-        idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(spe, bs)
-        w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
-        w = w.reshape(spe, bs)
+            def body(st, xs):
+                rows, weights = xs
+                batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), batched)
+                st, m = self._step(st, batch, weights, whole)
+                return st, (m, jnp.sum(weights))
 
-        def body(st, xs):
-            rows, weights = xs
-            batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), batched)
-            st, m = self._step(st, batch, weights, whole)
-            return st, (m, jnp.sum(weights))
-
-        state, (ms, counts) = jax.lax.scan(body, state, (idx, w))
-        out = _epoch_summary(ms, counts)
+            state, (ms, counts) = jax.lax.scan(body, state, (idx, w))
+            out = _epoch_summary(ms, counts)
         out["learning_rate"] = current_learning_rate(state.opt_state)
+        if self.epoch_metrics is not None:
+            out.update(self.epoch_metrics(start, state))
         return state.replace(epoch=state.epoch + 1), out
 
     # ----------------------------------------------------------------- chunk

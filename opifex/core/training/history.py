@@ -77,6 +77,27 @@ class History(Mapping):
         self._events.setdefault(name, []).append(item)
 
     # --------------------------------------------------------------- reading
+    def records(
+        self, epoch_key: str = "epoch", after: float = -math.inf, upto: float = math.inf
+    ) -> list[dict[str, Any]]:
+        """One dict per recorded epoch in ``(after, upto]``, with ``"epoch"`` and the values.
+
+        ``epoch_key="epoch"`` gives the per-epoch series; ``"val_epoch"`` (or another
+        :meth:`add_aligned` key) the series recorded at those epochs.
+        """
+        if epoch_key == "epoch":
+            grouped = {k for g, names in self._groups.items() for k in (g, *names)}
+            names = [k for k in self._series if k not in grouped and k != "epoch"]
+        else:
+            names = [k for k in self._groups.get(epoch_key, []) if k != epoch_key]
+        out = []
+        for i, e in enumerate(self._series.get(epoch_key, [])):
+            if after < e <= upto:
+                row = {"epoch": e}
+                row.update({k: self._series[k][i] for k in names if i < len(self._series[k])})
+                out.append(row)
+        return out
+
     @property
     def summary(self) -> dict[str, Any]:
         s: dict[str, Any] = {}

@@ -1,10 +1,11 @@
 """Metrics collection: in-graph training diagnostics and host-side convergence analytics.
 
-:class:`AdvancedMetricsCollector` is a training component. Its in-graph part adds parameter
-norm, update norm and update ratio (``||update|| / ||params||``) to every step of the
-compiled chunk, when selected; the engine already reports loss terms, gradient norm,
-learning rate and skipped steps, and a physics-informed task reports PDE-residual
-statistics (``residual_rms``, ``residual_max``). Everything is read back once per chunk.
+:class:`AdvancedMetricsCollector` is a training component. Its in-graph part adds, once per
+epoch inside the compiled chunk, the parameter norm, the norm of the epoch's parameter update
+and its ratio to the parameter norm, when selected; the engine already reports loss
+terms, gradient norm, learning rate and skipped steps, and a physics-informed task reports
+PDE-residual statistics (``residual_rms``, ``residual_max``).
+Everything is read back once per chunk.
 Its host part keeps a bounded history of the selected metrics and derives the convergence
 rate (least-squares slope of ``log10(train_loss)`` per epoch over a window), throughput
 (steps/s, points/s) and wall time. :meth:`AdvancedMetricsCollector.collect_physics_metrics`
@@ -111,6 +112,8 @@ class AdvancedMetricsCollector(TrainingComponentBase):
         physics_records: results of :meth:`collect_physics_metrics` calls.
     """
 
+    observer = True
+
     def __init__(
         self,
         config: MetricsTrackingConfig | Mapping[str, Any] | None = None,
@@ -177,20 +180,23 @@ class AdvancedMetricsCollector(TrainingComponentBase):
         return result
 
     # ------------------------------------------------------------- in-graph
-    def has_step_metrics(self) -> bool:
+    def has_epoch_metrics(self) -> bool:
         return bool(self.selected & set(_IN_GRAPH))
 
-    def step_metrics(self, info: dict[str, Any]) -> dict[str, jax.Array]:
+    def epoch_metrics(self, before: Any, after: Any) -> dict[str, jax.Array]:
+        """Parameter norm at the epoch's end, and the epoch's parameter change: its norm
+        (``update_norm``) and its size relative to the parameters (``update_ratio``). With
+        one step per epoch (full batch) these are the per-step quantities."""
         want = self.selected & set(_IN_GRAPH)
         out = {}
-        unorm = optax.tree.norm(info["updates"])
-        pnorm = optax.tree.norm(info["params"])
         if "param_norm" in want:
-            out["param_norm"] = optax.tree.norm(info["new_params"])
-        if "update_norm" in want:
-            out["update_norm"] = unorm
-        if "update_ratio" in want:
-            out["update_ratio"] = unorm / jnp.maximum(pnorm, 1e-30)
+            out["param_norm"] = optax.tree.norm(after.params)
+        if want & {"update_norm", "update_ratio"}:
+            delta = optax.tree.norm(jax.tree.map(jnp.subtract, after.params, before.params))
+            if "update_norm" in want:
+                out["update_norm"] = delta
+            if "update_ratio" in want:
+                out["update_ratio"] = delta / jnp.maximum(optax.tree.norm(before.params), 1e-30)
         return out
 
     # ----------------------------------------------------------------- host
@@ -219,12 +225,10 @@ class AdvancedMetricsCollector(TrainingComponentBase):
         if "loss_terms" in sel:
             names += [k for k in history if k.startswith(("loss_", "weight_"))]
         eps = history.get("epoch", [])
-        for i, e in enumerate(eps):
-            if e <= self._epoch or e > epoch:
-                continue
-            self.history["epoch"].append(e)
+        for row in history.records("epoch", self._epoch, epoch):
+            self.history["epoch"].append(row["epoch"])
             for n in names:
-                self.history[n].append(history[n][i])
+                self.history[n].append(row[n])
         derived: dict[str, float] = {}
         if "convergence_rate" in sel and eps:
             w = self.config.convergence_window

@@ -164,8 +164,8 @@ class MetricsTrackingConfig(_ConfigBase):
 
     Attributes:
         metrics: names from :data:`TRACKABLE_METRICS`. In-graph metrics (``param_norm``,
-            ``update_norm``, ``update_ratio``) are compiled into the training chunk only
-            when selected.
+            ``update_norm``, ``update_ratio``: once per epoch) are compiled into the
+            training chunk only when selected.
         history_size: most records the collector keeps per metric (``None``: all).
         convergence_window: epochs over which ``convergence_rate`` (the slope of
             ``log10(train_loss)`` per epoch) is fitted.

@@ -39,7 +39,7 @@ from opifex.core.training.callbacks import JSONLLogger, LoggingCallback, Plateau
 from opifex.core.training.checkpoint import CheckpointStore
 from opifex.core.training.components import TrainingComponentBase, TrainingControl
 from opifex.core.training.config import TrainingConfig
-from opifex.core.training.engine import Engine, TrainState, pure
+from opifex.core.training.engine import Engine, TrainState, copy_tree, pure
 from opifex.core.training.history import History
 from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
 from opifex.core.training.metrics import AdvancedMetricsCollector, prediction_metrics
@@ -53,6 +53,10 @@ from opifex.core.training.state import TrainingState
 logger = logging.getLogger("opifex")
 
 PyTree = Any
+
+#: fewest optimizer steps between two chunk boundaries that components without a frequency
+#: ask for (each boundary costs a metrics read-back and some host work)
+MIN_STEPS_PER_BOUNDARY = 100
 
 
 def _update_model(model: nnx.Module, params: PyTree, model_state: PyTree) -> None:
@@ -72,7 +76,7 @@ def _as_state(model: nnx.Module, flt: Any, tree: PyTree) -> nnx.State:
 
 def _copy(tree: PyTree) -> PyTree:
     """Fresh device buffers (the engine donates its state; the user's model must not share)."""
-    return jax.tree.map(jnp.copy, tree)
+    return copy_tree(tree)
 
 
 def check_array(name: str, a: Any, *, min_ndim: int = 1) -> jax.Array:
@@ -345,15 +349,16 @@ class Trainer:
             tx = optax.chain(*pre, tx)
         return tx, uses_value_fn
 
-    def _step_metrics(self):
-        comps = [c for c in self.components if c.has_step_metrics()]
+    def _metric_fn(self, kind: str):
+        """The components' in-graph ``step`` or ``epoch`` metrics as one function (or None)."""
+        comps = [c for c in self.components if getattr(c, f"has_{kind}_metrics")()]
         if not comps:
             return None
 
-        def metrics(info):
+        def metrics(*args):
             out = {}
             for c in comps:
-                out.update(c.step_metrics(info))
+                out.update(getattr(c, f"{kind}_metrics")(*args))
             return out
 
         return metrics
@@ -384,7 +389,8 @@ class Trainer:
             term_weights=term_weights,
             weighting=self.task.weighting,
             residual_fn=getattr(self.task, "residual_terms", None),
-            step_metrics=self._step_metrics(),
+            step_metrics=self._metric_fn("step"),
+            epoch_metrics=self._metric_fn("epoch"),
         )
         return self._engines[stage]
 
@@ -581,12 +587,18 @@ class Trainer:
         f = component.frequency
         return f is None or epoch % f == 0 or epoch == end
 
-    def _chunk_epochs(self, has_val: bool) -> int:
+    def _chunk_epochs(self, has_val: bool, steps_per_epoch: int) -> int:
         """Epochs per chunk: the gcd of the host actions' periods (validation, checkpoints,
         every component's ``frequency``; all of the run if there is none), so that every
-        action happens after exactly its configured epoch."""
+        action happens after exactly its configured epoch.
+
+        A component without a ``frequency`` counts as ``log_frequency`` or, by default, about
+        1% of the run but at least ``MIN_STEPS_PER_BOUNDARY`` optimizer steps, so that the
+        fixed host cost of a boundary stays small against the compiled work between two."""
         cfg = self.config
-        default = cfg.log_frequency or max(1, cfg.total_epochs // 100)
+        default = cfg.log_frequency or max(
+            1, cfg.total_epochs // 100, math.ceil(MIN_STEPS_PER_BOUNDARY / steps_per_epoch)
+        )
         periods = [c.frequency or default for c in self.components]
         if cfg.log_frequency is not None:
             periods.append(cfg.log_frequency)
@@ -600,7 +612,7 @@ class Trainer:
         cfg = self.config
         plan = cfg.stage_plan()
         end = cfg.total_epochs
-        chunk = self._chunk_epochs(val is not None)
+        chunk = self._chunk_epochs(val is not None, engine_for(0).steps_per_epoch)
         store = self._checkpoint_store()
         validating = val is not None or cfg.early_stopping
         if cfg.run_dir is not None:
@@ -647,11 +659,16 @@ class Trainer:
 
         for c in comps:
             c.initialize(**base, epoch=epoch, step=epoch * spe)
-        # Chunks dispatched but not yet read back. At a boundary where only observers are
-        # due, the next chunk is dispatched before the previous one's metrics are read, so
-        # the device never waits for the host; at a boundary with a decision (validation,
-        # checkpoint, an acting component, the end of a stage) everything is read first.
-        pending: list[tuple[int, int, Any, bool]] = []
+        # Chunks dispatched but not yet read back: [first epoch, epochs, metrics, compiled,
+        # checked state]. At a light boundary (only guards and observers due) the next chunk
+        # is dispatched before the previous one's metrics are read, so the device never
+        # waits for the host; guards then check that chunk one chunk late, against a copy of
+        # the state at its end taken before the next chunk was dispatched (the chunk donates
+        # its input state). If a guard restores an earlier state, the chunk in flight is
+        # discarded. At a boundary with a decision (validation, checkpoint, an acting
+        # component, the end of a stage) everything is read first.
+        pending: list[list[Any]] = []
+        copy_due = False
         try:
             while epoch < end:
                 stage = self._stage_of(epoch)
@@ -660,10 +677,13 @@ class Trainer:
                 if stage > 0 and epoch == plan[stage][0]:
                     # entering a new optimizer stage: its optimizer starts fresh
                     self._state = engine.reset_optimizer(self._state)
+                if copy_due:
+                    pending[-1][4] = copy_tree(self._state)
+                    copy_due = False
                 k = min(chunk, stop_s - epoch)
                 traces = engine.trace_count
                 self._state, metrics = engine.run_chunk(self._state, train, whole, n_epochs=k)
-                pending.append((epoch, k, metrics, engine.trace_count != traces))
+                pending.append([epoch, k, metrics, engine.trace_count != traces, None])
                 epoch += k
                 validate = validating and (epoch % cfg.validation_frequency == 0 or epoch == end)
                 save = bool(
@@ -671,13 +691,32 @@ class Trainer:
                     and cfg.checkpoint_frequency
                     and epoch % cfg.checkpoint_frequency == 0
                 )
-                acting = any(self._due(c, epoch, end) for c in guards + actors)
-                decide = validate or save or epoch == stop_s or acting
+                guarding = any(self._due(c, epoch, end) for c in guards)
+                decide = (
+                    validate
+                    or save
+                    or epoch == stop_s
+                    or any(self._due(c, epoch, end) for c in actors)
+                )
                 while len(pending) > (0 if decide else 1):
-                    at, latest = rec.record(*pending.pop(0))
-                    if pending or not decide:
-                        notify(observers, at, latest)
+                    first, kk, m, compiled, checked = pending.pop(0)
+                    at, latest = rec.record(first, kk, m, compiled)
+                    if not (pending or not decide):
+                        break  # the current boundary: handled below
+                    if checked is not None:
+                        control._view = checked
+                        notify(guards, at, latest)
+                        control._view = None
+                        if self._rewound:
+                            break
+                    notify(observers, at, latest)
+                if self._rewound:  # a guard restored an earlier state: run from there
+                    self._rewound = False
+                    pending.clear()  # in flight from a discarded state
+                    epoch = int(self._state.epoch)
+                    continue
                 if not decide:
+                    copy_due = guarding
                     continue
                 notify(guards, epoch, latest)
                 if self._rewound:  # a guard restored an earlier state: run from there
@@ -707,7 +746,7 @@ class Trainer:
         except BaseException as e:
             try:
                 while pending:
-                    at, latest = rec.record(*pending.pop(0))
+                    at, latest = rec.record(*pending.pop(0)[:4])
                     notify(observers, at, latest)
             except Exception:  # the original error is the one to report
                 pass

@@ -55,7 +55,7 @@ def test_plateau_tracker():
 def test_early_stopping_callback_stops_a_stalled_run(quiet_config):
     x, y = data()
     cfg = quiet_config(num_epochs=50, batch_size=16, learning_rate=1e-9)
-    stop = EarlyStopping(monitor="train_loss", patience=3, min_delta=1e-3)
+    stop = EarlyStopping(monitor="train_loss", patience=3, min_delta=1e-3, frequency=1)
     t = BasicTrainer(mlp(), cfg, callbacks=[stop])
     _, h = t.train((x, y))
     # the loss never improves by 1e-3 after epoch 1, so the run stops 3 epochs later
@@ -74,7 +74,9 @@ def test_early_stopping_on_validation_loss(quiet_config):
 def test_reduce_lr_on_plateau(quiet_config):
     x, y = data()
     cfg = quiet_config(num_epochs=12, batch_size=16, learning_rate=1e-9)
-    cb = ReduceLROnPlateau(monitor="train_loss", factor=0.5, patience=3, min_delta=1e-3)
+    cb = ReduceLROnPlateau(
+        monitor="train_loss", factor=0.5, patience=3, min_delta=1e-3, frequency=1
+    )
     t = Trainer(mlp(), cfg, callbacks=[cb])
     _, h = t.train((x, y))
     assert [e for e, _ in cb.reductions] == [4, 7, 10]
