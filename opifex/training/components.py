@@ -28,6 +28,7 @@ from typing import Any
 
 import optax
 
+from opifex.core.training._config_base import dict_config
 from opifex.core.training.callbacks import CSVLogger as CSVLogger
 from opifex.core.training.callbacks import EarlyStopping as EarlyStopping
 from opifex.core.training.callbacks import JSONLLogger as JSONLLogger
@@ -87,13 +88,7 @@ class FlexibleOptimizerFactory:
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        cfg = dict(config or {})
-        unknown = sorted(set(cfg) - set(_KEYS))
-        if unknown:
-            raise ValueError(
-                f"FlexibleOptimizerFactory: unknown config key(s) {unknown}; valid keys are "
-                f"{sorted(_KEYS)}"
-            )
+        cfg = dict_config("FlexibleOptimizerFactory", config, _KEYS)
         lr = cfg.get("learning_rate", 1e-3)
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
             raise ValueError(

@@ -42,6 +42,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from opifex.core.training._config_base import dict_config
 from opifex.core.training.components import TrainingComponentBase, check_frequency
 
 logger = logging.getLogger("opifex")
@@ -193,14 +194,7 @@ class ErrorRecoveryManager(TrainingComponentBase):
     priority = 0  # before validation and every other component
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        cfg = dict(config or {})
-        unknown = sorted(set(cfg) - set(_DEFAULTS))
-        if unknown:
-            raise ValueError(
-                f"ErrorRecoveryManager: unknown config key(s) {unknown}; valid keys are "
-                f"{sorted(_DEFAULTS)}"
-            )
-        full = {**_DEFAULTS, **cfg}
+        full = {**_DEFAULTS, **dict_config("ErrorRecoveryManager", config, _DEFAULTS)}
         self.config = full
         self.max_retries = _int(full, "max_retries", 0)
         self.gradient_clip_threshold = _pos(full, "gradient_clip_threshold", optional=True)

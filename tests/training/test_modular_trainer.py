@@ -120,8 +120,9 @@ def test_custom_component_is_called_at_boundaries(quiet_config):
     )
     _, h = t.train((x, y))
     assert rec.init_calls == [0] and rec.final == [30]
-    # frequency=None: called at every chunk boundary (here every epoch, 30 // 100 -> 1)
-    assert [u[0] for u in rec.updates] == list(range(1, 31))
+    # frequency=None: called at every chunk boundary; the boundaries follow the other
+    # component's period (7) and the end of the run
+    assert [u[0] for u in rec.updates] == [7, 14, 21, 28, 30]
     assert [u[0] for u in every7.updates] == [7, 14, 21, 28, 30]
     epoch, step, metrics = every7.updates[0]
     assert step == 7 * 3
@@ -212,3 +213,22 @@ def test_physics_training_through_modular_trainer(quiet_config):
     assert all(m >= r for m, r in zip(h["residual_max"], h["residual_rms"], strict=True))
     m = t.metrics_collector.collect_physics_metrics(t.model, pts, np.sin(np.asarray(pts)))
     assert m["relative_l2"] < 0.1 and m["residual_rms"] < 0.1
+
+
+@pytest.mark.parametrize(
+    "epochs, spe, freqs, val_every, want",
+    [
+        (1000, 1, [None], None, 100),  # 1% of 1000 epochs, but >= 100 steps -> 100
+        (1000, 10, [None], None, 10),  # 1% of the run
+        (60, 4, [None], None, 25),  # >= 100 steps
+        (300, 8, [None], 10, 10),  # aligned to validation
+        (300, 8, [None, 50], None, 10),  # largest divisor of 50 within 13
+        (300, 8, [50], 10, 10),  # no frequency-less component: plain gcd
+        (300, 8, [], None, 300),  # no host action: one chunk
+    ],
+)
+def test_chunk_length_rule(quiet_config, epochs, spe, freqs, val_every, want):
+    comps = [Recorder(frequency=f) for f in freqs]
+    kw = {} if val_every is None else {"validation_frequency": val_every}
+    t = Trainer(mlp(), quiet_config(num_epochs=epochs, **kw), callbacks=comps)
+    assert t._chunk_epochs(val_every is not None, spe) == want

@@ -12,6 +12,20 @@ from typing import Any, ClassVar
 import yaml
 
 
+def dict_config(owner: str, config: Any, valid: Any) -> dict[str, Any]:
+    """A copy of a user's dict config, rejecting keys not in ``valid`` (listing the valid
+    ones), for the components configured with plain dicts."""
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"{owner}: config must be a dict, got {type(config).__name__}")
+    cfg = dict(config or {})
+    unknown = sorted(set(cfg) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{owner}: unknown config key(s) {unknown}; valid keys are {sorted(valid)}"
+        )
+    return cfg
+
+
 def _fail(cls: str, field: str, msg: str) -> None:
     raise ValueError(f"{cls}.{field}: {msg}")
 

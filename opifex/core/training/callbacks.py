@@ -434,7 +434,9 @@ class LoggingCallback(TrainingComponentBase):
                 f"LoggingCallback: config must be a LoggingConfig, got {type(config).__name__}"
             )
         self.config = config
-        self.frequency = config.frequency
+        # records are taken from the history, so the component itself needs no boundary of
+        # its own: every config.frequency-th epoch is logged whenever the trainer stops by
+        self.frequency = None
         directory = directory if directory is not None else config.directory
         needs_dir = {"jsonl", "tensorboard"} & set(config.backends)
         if needs_dir and directory is None:
@@ -467,14 +469,16 @@ class LoggingCallback(TrainingComponentBase):
 
             self._tb = SummaryWriter(os.path.join(self.directory, "tensorboard"))
 
-    def update(self, *, epoch: int, history, val_metrics=None, **ctx: Any) -> None:
+    def update(
+        self, *, epoch: int, history, total_epochs: int, val_metrics=None, **ctx: Any
+    ) -> None:
         if epoch < self._epoch:
             self._epoch = epoch
         f = self.config.frequency
         for row in history.records("epoch", self._epoch, epoch):
             e = row.pop("epoch")
             self._check_alerts(e, row, history)
-            if e % f == 0 or e == epoch:
+            if e % f == 0 or e == total_epochs:
                 self._emit(e, row)
         if val_metrics:
             self._check_alerts(epoch, val_metrics, history)

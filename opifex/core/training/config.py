@@ -261,8 +261,9 @@ class TrainingConfig(_ConfigBase):
         min_delta: the smallest decrease that counts as an improvement.
         seed: seeds shuffling and every other random choice of the run.
         shuffle: draw a fresh permutation of the training points every epoch.
-        log_frequency: refresh the progress bar / JSONL log every this many epochs
-            (``None``: about 100 refreshes over all stages).
+        log_frequency: refresh the progress bar / JSONL log (and call components that
+            have no frequency of their own) every this many epochs (``None``: about every
+            1% of the run, but at least 100 optimizer steps apart).
         verbose: show a progress bar (only when the output is a terminal).
         run_dir: directory for the JSONL metrics log and, by default, checkpoints.
         stages: further :class:`OptimizerStage` s after the first ``num_epochs`` epochs

@@ -272,17 +272,15 @@ class Trainer:
         """The components the config asks for."""
         cfg = self.config
         out: list[TrainingComponentBase] = []
-        log_every = cfg.log_frequency or max(1, cfg.total_epochs // 100)
+        # these only read the history, so they ride on the run's boundaries
         if cfg.verbose and sys.stderr.isatty():
-            out.append(ProgressBar(frequency=log_every))
+            out.append(ProgressBar(frequency=cfg.log_frequency))
         if cfg.run_dir is not None:
-            out.append(
-                JSONLLogger(os.path.join(cfg.run_dir, "metrics.jsonl"), log_every, append=True)
-            )
+            path = os.path.join(cfg.run_dir, "metrics.jsonl")
+            out.append(JSONLLogger(path, cfg.log_frequency, append=True))
         if cfg.logging_config is not None:
-            out.append(
-                LoggingCallback(cfg.logging_config, cfg.logging_config.directory or cfg.run_dir)
-            )
+            lc = cfg.logging_config
+            out.append(LoggingCallback(lc, lc.directory or cfg.run_dir))
         if cfg.metrics_tracking_config is not None:
             out.append(AdvancedMetricsCollector(cfg.metrics_tracking_config))
         return out
@@ -588,25 +586,32 @@ class Trainer:
         return f is None or epoch % f == 0 or epoch == end
 
     def _chunk_epochs(self, has_val: bool, steps_per_epoch: int) -> int:
-        """Epochs per chunk: the gcd of the host actions' periods (validation, checkpoints,
-        every component's ``frequency``; all of the run if there is none), so that every
-        action happens after exactly its configured epoch.
+        """Epochs per chunk, so that every host action happens after exactly its epoch.
 
-        A component without a ``frequency`` counts as ``log_frequency`` or, by default, about
-        1% of the run but at least ``MIN_STEPS_PER_BOUNDARY`` optimizer steps, so that the
-        fixed host cost of a boundary stays small against the compiled work between two."""
+        The explicit periods (validation, checkpoints, ``log_frequency``, components'
+        ``frequency``) give their gcd. Components without a frequency are called at every
+        boundary and ask for one at least every ``log_frequency`` epochs or, by default,
+        about 1% of the run but no closer than ``MIN_STEPS_PER_BOUNDARY`` optimizer steps
+        (the fixed host cost of a boundary then stays small against the compiled work). With
+        explicit periods too, the chunk is the largest divisor of their gcd within that
+        bound, so boundaries stay aligned to them. No action at all: one chunk."""
         cfg = self.config
-        default = cfg.log_frequency or max(
-            1, cfg.total_epochs // 100, math.ceil(MIN_STEPS_PER_BOUNDARY / steps_per_epoch)
-        )
-        periods = [c.frequency or default for c in self.components]
+        periods = [c.frequency for c in self.components if c.frequency is not None]
         if cfg.log_frequency is not None:
             periods.append(cfg.log_frequency)
         if has_val or cfg.early_stopping:
             periods.append(cfg.validation_frequency)
         if cfg.checkpoint_frequency and self.config.checkpoint_directory is not None:
             periods.append(cfg.checkpoint_frequency)
-        return math.gcd(*periods) if periods else cfg.total_epochs
+        g = math.gcd(*periods) if periods else None
+        if not any(c.frequency is None for c in self.components):
+            return cfg.total_epochs if g is None else g
+        bound = cfg.log_frequency or max(
+            1, cfg.total_epochs // 100, math.ceil(MIN_STEPS_PER_BOUNDARY / steps_per_epoch)
+        )
+        if g is None:
+            return bound
+        return max(d for d in range(1, min(g, bound) + 1) if g % d == 0)
 
     def _run(self, engine_for, train: PyTree, whole: PyTree, val: PyTree | None):
         cfg = self.config
