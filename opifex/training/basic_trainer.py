@@ -228,6 +228,10 @@ class PhysicsTask:
                 out[name] = (r, jnp.asarray(r.shape[0], points.dtype))
         return out
 
+    def point_residual_abs(self, model, points, whole):
+        """``|r(x)|`` of the PDE residual at each point (vector residuals: Euclidean norm)."""
+        return jnp.linalg.norm(self.loss.residuals(model, points), axis=1)
+
     def eval_fn(self, model, data):
         """Validation against reference values: the same metrics as supervised training."""
         return self._supervised.eval_fn(model, data)

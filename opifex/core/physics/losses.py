@@ -256,7 +256,9 @@ class PhysicsInformedLoss:
         out: dict[str, jax.Array] = {}
         for name, r in res.items():
             if name == "physics" and weights is not None:
-                out[name] = jnp.sum(weights * jnp.mean(r * r, axis=1)) / jnp.sum(weights)
+                # (a minibatch made only of masked rows contributes nothing, not 0/0)
+                den = jnp.maximum(jnp.sum(weights), 1e-12)
+                out[name] = jnp.sum(weights * jnp.mean(r * r, axis=1)) / den
             else:
                 out[name] = jnp.mean(r * r)
         return out

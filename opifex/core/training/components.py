@@ -58,11 +58,16 @@ class TrainingComponentBase:
             that the device never waits for them.
         priority: order at a boundary (lower first). Recovery runs before everything else,
             so that other components never act on a state that is about to be rolled back.
+        needs_boundaries: ``False`` for purely in-graph components (they are still called,
+            at whatever boundaries the run has).
     """
 
     frequency: int | None = None
     observer: bool = False
     priority: int = 100
+    #: False for components with an in-graph face only (collocation samplers): they never
+    #: ask for a chunk boundary
+    needs_boundaries: bool = True
 
     def initialize(self, **ctx: Any) -> None:
         """Called once when a run starts (or resumes)."""

@@ -162,6 +162,12 @@ class Engine:
             applied steps.
         epoch_metrics: optional in-graph metric function ``(state_before, state_after) ->
             {name: scalar}`` evaluated once per epoch (cheaper than per step).
+        sampler: optional collocation sampler (``opifex.training.adaptive_sampling``): the
+            training points then live in ``state.sampler`` (``points``, ``mask``), and every
+            ``sampler.period`` epochs ``sampler.resample(state.sampler, residual_abs,
+            n_active)`` replaces them in-graph. ``n_points`` is the buffer's capacity.
+        point_residual: ``(model, points, whole) -> |r|`` per point, for the sampler.
+        n_active: initial number of collocation points (for the sampler).
     """
 
     def __init__(
@@ -181,6 +187,9 @@ class Engine:
         residual_fn: Callable | None = None,
         step_metrics: Callable[[dict[str, Any]], dict[str, jax.Array]] | None = None,
         epoch_metrics: Callable[[TrainState, TrainState], dict[str, jax.Array]] | None = None,
+        sampler: Any = None,
+        point_residual: Callable | None = None,
+        n_active: int | None = None,
     ) -> None:
         if n_points < 1:
             raise ValueError(f"n_points must be >= 1, got {n_points}")
@@ -200,6 +209,11 @@ class Engine:
         self.residual_fn = residual_fn
         self.step_metrics = step_metrics
         self.epoch_metrics = epoch_metrics
+        self.sampler = sampler
+        self.point_residual = point_residual
+        self.n_active = n_points if n_active is None else n_active
+        if sampler is not None and point_residual is None:
+            raise ValueError("a collocation sampler needs point_residual")
         if getattr(weighting, "needs_ntk", False) and residual_fn is None:
             raise ValueError(
                 "NTK-trace weighting needs per-point residuals; this task does not provide "
@@ -346,10 +360,28 @@ class Engine:
         return state, out
 
     # ----------------------------------------------------------------- epoch
+    def _sampled(self, state: TrainState, whole) -> TrainState:
+        """Resample the collocation points in-graph when the sampler's period is due."""
+        due = (state.epoch > 0) & (state.epoch % self.sampler.period == 0)
+
+        def refresh(st):
+            model = nnx.merge(self.graphdef, st.params, st.model_state)
+            new = self.sampler.resample(
+                st.sampler, lambda x: self.point_residual(model, x, whole), self.n_active
+            )
+            return st.replace(sampler=new)
+
+        return jax.lax.cond(due, refresh, lambda st: st, state)
+
     def _epoch(self, state: TrainState, batched, whole):
+        mask = None
+        if self.sampler is not None:
+            state = self._sampled(state, whole)
+            batched = (state.sampler["points"],)
+            mask = state.sampler["mask"]
         start = state
         if self.full_batch:
-            weights = jnp.ones((self.n_points,), jnp.float32)
+            weights = jnp.ones((self.n_points,), jnp.float32) if mask is None else mask
             state, out = self._step(state, batched, weights, whole)
         else:
             n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
@@ -360,6 +392,8 @@ class Engine:
             idx = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(spe, bs)
             w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
             w = w.reshape(spe, bs)
+            if mask is not None:
+                w = w * jnp.take(mask, idx)
 
             def body(st, xs):
                 rows, weights = xs
@@ -370,6 +404,9 @@ class Engine:
             state, (ms, counts) = jax.lax.scan(body, state, (idx, w))
             out = _epoch_summary(ms, counts)
         out["learning_rate"] = current_learning_rate(state.opt_state)
+        if mask is not None:
+            out["collocation_points"] = jnp.sum(mask).astype(jnp.int32)
+            out["sampler_rounds"] = state.sampler["rounds"]
         if self.epoch_metrics is not None:
             out.update(self.epoch_metrics(start, state))
         return state.replace(epoch=state.epoch + 1), out
@@ -400,25 +437,27 @@ class Engine:
     def _training_loss(self, state: TrainState, batched, whole):
         lw = state.loss_weights["weights"]
         model = nnx.merge(self.graphdef, state.params, state.model_state)
+        mask = jnp.ones((self.n_points,), jnp.float32)
+        if self.sampler is not None:
+            batched, mask = (state.sampler["points"],), state.sampler["mask"]
 
         def total(batch, weights):
             terms, _ = self.objective(model, batch, weights, whole, state.key)
             return sum(lw.get(k, 1.0) * v for k, v in terms.items())
 
         if self.full_batch:
-            return total(batched, jnp.ones((self.n_points,), jnp.float32))
+            return total(batched, mask)
         n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
         pad = spe * bs - n
         idx = jnp.concatenate([jnp.arange(n), jnp.zeros((pad,), jnp.int32)]).reshape(spe, bs)
-        w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
-        w = w.reshape(spe, bs)
+        w = jnp.concatenate([mask, jnp.zeros((pad,), jnp.float32)]).reshape(spe, bs)
 
         def one(xs):
             rows, weights = xs
             batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), batched)
             return total(batch, weights) * jnp.sum(weights)
 
-        return jnp.sum(jax.lax.map(one, (idx, w))) / n
+        return jnp.sum(jax.lax.map(one, (idx, w))) / jnp.sum(mask)
 
     def training_loss(self, state: TrainState, batched: PyTree, whole: PyTree = None) -> jax.Array:
         """The weighted training loss at ``state`` over all training points, without a step

@@ -361,12 +361,25 @@ class Trainer:
 
         return metrics
 
+    def _collocation_sampler(self) -> Any:
+        found = [c for c in self.components if getattr(c, "is_collocation_sampler", False)]
+        if len(found) > 1:
+            raise ValueError(
+                f"more than one collocation sampler among the components "
+                f"({[type(c).__name__ for c in found]}); use one"
+            )
+        return found[0] if found else None
+
     def _build_engine(
-        self, n_points: int, term_weights: dict[str, float] | None = None, stage: int = 0
+        self,
+        n_points: int,
+        term_weights: dict[str, float] | None = None,
+        stage: int = 0,
+        n_active: int | None = None,
     ) -> Engine:
         cfg = self.config
         bs = cfg.batch_size
-        key = (n_points, bs, id(self.task), tuple(sorted((term_weights or {}).items())))
+        key = (n_points, n_active, bs, id(self.task), tuple(sorted((term_weights or {}).items())))
         if self._engine_key != key:
             self._engines = {}
             self._engine_key = key
@@ -374,6 +387,7 @@ class Trainer:
             return self._engines[stage]
         spe = math.ceil(n_points / (n_points if bs is None else min(bs, n_points)))
         tx, uses_value_fn = self._make_tx(stage, spe)
+        sampler = self._collocation_sampler() if n_active is not None else None
         self._engines[stage] = Engine(
             self._graphdef,
             self.task.objective,
@@ -389,6 +403,9 @@ class Trainer:
             residual_fn=getattr(self.task, "residual_terms", None),
             step_metrics=self._metric_fn("step"),
             epoch_metrics=self._metric_fn("epoch"),
+            sampler=sampler,
+            point_residual=getattr(self.task, "point_residual_abs", None),
+            n_active=n_active,
         )
         return self._engines[stage]
 
@@ -443,16 +460,38 @@ class Trainer:
             self._graphdef, params, model_state, batched, whole, val, cfg.batch_size or n
         )
         weights = self.task.term_weights(batched, whole)
-        engine = self._build_engine(n, weights)
+        sampler = self._collocation_sampler()
+        n_engine, n_active = n, None
+        if sampler is not None:
+            if getattr(self.task, "point_residual_abs", None) is None or getattr(
+                self.task, "has_targets", True
+            ):
+                raise ValueError(
+                    f"{type(sampler).__name__} resamples collocation points by their PDE "
+                    "residual: it needs a physics loss with a pde_residual "
+                    "(BasicTrainer.set_physics_loss) and train_data=(points, None)"
+                )
+            n_engine, n_active = sampler.capacity(n), n
+        engine = self._build_engine(n_engine, weights, n_active=n_active)
         if (
             self._state is None
             or int(self._state.epoch) >= cfg.total_epochs
             or self._host["stopped_early"]
         ):
             self._state = self._new_state(engine)
+            if sampler is not None:
+                points = jax.tree.leaves(batched)[0]
+                self._state = self._state.replace(
+                    sampler=sampler.init(points, jr.fold_in(self._key, 1), n_engine, cfg.seed)
+                )
             self.history = History()
             self._host = self._fresh_host()
-        return self._run(lambda stage: self._build_engine(n, weights, stage), batched, whole, val)
+        return self._run(
+            lambda stage: self._build_engine(n_engine, weights, stage, n_active),
+            batched,
+            whole,
+            val,
+        )
 
     fit = train
 
@@ -596,7 +635,8 @@ class Trainer:
         explicit periods too, the chunk is the largest divisor of their gcd within that
         bound, so boundaries stay aligned to them. No action at all: one chunk."""
         cfg = self.config
-        periods = [c.frequency for c in self.components if c.frequency is not None]
+        comps = [c for c in self.components if c.needs_boundaries]
+        periods = [c.frequency for c in comps if c.frequency is not None]
         if cfg.log_frequency is not None:
             periods.append(cfg.log_frequency)
         if has_val or cfg.early_stopping:
@@ -604,7 +644,7 @@ class Trainer:
         if cfg.checkpoint_frequency and self.config.checkpoint_directory is not None:
             periods.append(cfg.checkpoint_frequency)
         g = math.gcd(*periods) if periods else None
-        if not any(c.frequency is None for c in self.components):
+        if not any(c.frequency is None for c in comps):
             return cfg.total_epochs if g is None else g
         bound = cfg.log_frequency or max(
             1, cfg.total_epochs // 100, math.ceil(MIN_STEPS_PER_BOUNDARY / steps_per_epoch)
