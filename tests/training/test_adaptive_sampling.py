@@ -134,8 +134,9 @@ def test_samplers_run_in_graph_without_recompiling(quiet_config, kind):
     _, h = t.train(train_data=data, boundary_data=bnd)
     assert t._engine.trace_count == 1
     assert h["sampler_rounds"][-1] == 5  # after epochs 10, 20, ..., 50
-    pts = np.asarray(t._state.sampler["points"])
     n = h["collocation_points"][-1]
+    pts = np.asarray(t._state.sampler["points"])
+    np.testing.assert_array_equal(np.asarray(t.collocation_points), pts[:n])
     if kind == "rard":
         assert h["collocation_points"][:10] == [64] * 10 and n == 64 + 5 * 16
         # the added points sit where the residual is: the oscillating half

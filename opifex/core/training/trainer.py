@@ -504,6 +504,16 @@ class Trainer:
         return {k: float(v) for k, v in engine.evaluate(state, d).items()}
 
     @property
+    def collocation_points(self) -> jax.Array | None:
+        """The current collocation points of an adaptive sampler (its active rows), or
+        ``None`` when the run has no sampler."""
+        s = self._state
+        if s is None or "points" not in s.sampler:
+            return None
+        keep = np.asarray(s.sampler["mask"]) > 0
+        return jnp.asarray(np.asarray(s.sampler["points"])[keep])
+
+    @property
     def training_state(self) -> TrainingState:
         """A snapshot of the run (copies of params and optimizer state)."""
         s = self._state
