@@ -107,6 +107,16 @@ class _Monitoring(TrainingComponentBase):
         self.tracker = PlateauTracker(self.mode, self.min_delta)
         self.tracker.best_epoch = epoch
 
+    def _require_series(self, history) -> None:
+        """Before acting on "no improvement", make sure the series was ever recorded."""
+        if self.monitor not in history or not isinstance(history[self.monitor], list):
+            recorded = sorted(k for k in history if isinstance(history[k], list))
+            hint = " (pass val_data to train)" if self.monitor.startswith("val_") else ""
+            raise ValueError(
+                f"{type(self).__name__}: monitor={self.monitor!r} is not recorded in this "
+                f"run{hint}; recorded series: {recorded}"
+            )
+
     def _new_values(self, history, epoch: int) -> list[tuple[int, float]]:
         if epoch < self._seen:  # the run was rolled back
             self._seen = epoch
@@ -143,6 +153,7 @@ class EarlyStopping(_Monitoring):
         for e, v in self._new_values(history, epoch):
             self.tracker.observe(e, v)
         if self.tracker.waited(epoch) >= self.patience:
+            self._require_series(history)
             self.stopped_epoch = epoch
             control.stop(
                 f"EarlyStopping: {self.monitor} did not improve for {self.patience} epochs "
@@ -192,6 +203,7 @@ class ReduceLROnPlateau(_Monitoring):
             self.tracker.observe(e, v)
         if self.tracker.waited(epoch) < self.patience:
             return
+        self._require_series(history)
         scale = control.lr_scale
         if scale * self.factor < self.min_scale:
             return

@@ -71,6 +71,14 @@ def test_early_stopping_on_validation_loss(quiet_config):
     assert h["epoch"][-1] == 15
 
 
+def test_monitoring_a_series_that_is_never_recorded_is_an_error(quiet_config):
+    x, y = data()
+    cfg = quiet_config(num_epochs=6, batch_size=16)
+    t = Trainer(mlp(), cfg, callbacks=[EarlyStopping(patience=2, frequency=1)])
+    with pytest.raises(ValueError, match=r"monitor='val_loss' is not recorded.*val_data"):
+        t.train((x, y))
+
+
 def test_reduce_lr_on_plateau(quiet_config):
     x, y = data()
     cfg = quiet_config(num_epochs=12, batch_size=16, learning_rate=1e-9)
