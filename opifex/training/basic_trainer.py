@@ -184,18 +184,21 @@ class PhysicsTask:
             for c, a in zip(self.conditions, whole["conditions"], strict=True)
         ]
 
+    def _residual_arrays(self, model, points, whole):
+        """Per-point residuals of the PDE and of every condition (one evaluation)."""
+        return self.loss.residual_arrays(
+            model,
+            points,
+            boundary=whole.get("boundary"),
+            conditions=self._condition_sets(whole),
+            space_dims=self.space_dims,
+        )
+
     def objective(self, model, batch, weights, whole, key):
         """Loss terms, plus PDE-residual statistics over the batch's (unpadded) points:
         ``residual_rms`` and ``residual_max`` (largest absolute residual)."""
         points = batch[0]
-        sets = self._condition_sets(whole)
-        res = self.loss.residual_arrays(
-            model,
-            points,
-            boundary=whole.get("boundary"),
-            conditions=sets,
-            space_dims=self.space_dims,
-        )
+        res = self._residual_arrays(model, points, whole)
         terms = self.loss.terms_from_residuals(res, weights)
         if self.has_targets:
             terms["data"] = self.loss.data_loss(model(points), batch[1], weights)
@@ -209,14 +212,7 @@ class PhysicsTask:
     def residual_terms(self, model, batch, weights, whole, key):
         """Per-point residuals of every term (padding rows zeroed) and their valid counts."""
         points = batch[0]
-        sets = self._condition_sets(whole)
-        res = self.loss.residual_arrays(
-            model,
-            points,
-            boundary=whole.get("boundary"),
-            conditions=sets,
-            space_dims=self.space_dims,
-        )
+        res = self._residual_arrays(model, points, whole)
         if self.has_targets:
             res["data"] = (model(points) - batch[1]).reshape(points.shape[0], -1)
         mask = (weights > 0).astype(points.dtype)
