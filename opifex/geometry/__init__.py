@@ -18,9 +18,12 @@ Example:
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.stats import qmc
 
@@ -71,6 +74,37 @@ class Geometry(abc.ABC):
     def boundary_measure(self, name: str) -> float:
         """Length/area of a boundary piece (estimated by sampling unless overridden)."""
         raise NotImplementedError(f"{type(self).__name__} has no boundary measure")
+
+    def quadrature(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes and weights for integrals over the domain: ``int f ~ sum_q w_q f(x_q)``.
+
+        Here: quasi-Monte Carlo (scrambled Sobol points of the bounding box that fall
+        inside, ``n`` in all, each weighted by the bounding-box volume over the number of
+        candidates drawn). Boxes override this with Gauss-Legendre rules.
+        """
+        lo, hi = self.bounds
+        m = 2 ** math.ceil(math.log2(max(n, 2)))
+        while True:
+            u = unit_samples(m, self.dim, "sobol", seed)
+            x = lo + (hi - lo) * u
+            inside = self.contains(x)
+            if inside.sum() >= n or m > 2**22:
+                break
+            m *= 2
+        w = float(np.prod(hi - lo)) / m
+        x = x[inside]
+        return x.astype(np.float32), np.full(len(x), w, np.float32)
+
+    def distance_pieces(self, name: str, *, trimmed: bool = False) -> list[DistancePiece]:
+        """The pieces of boundary ``name`` with an approximate distance function (ADF) each.
+
+        ``trimmed``: the ADFs must vanish on the piece only (not on its extension), as
+        needed inside CSG combinations. Used for exact (hard) Dirichlet conditions.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__}: no distance function for boundary {name!r}, so its "
+            "conditions cannot be enforced exactly; use BoundaryConfig(enforcement='soft')"
+        )
 
     # ----------------------------------------------------------------- public
     def check_boundary(self, name: str) -> None:
@@ -130,6 +164,44 @@ class Geometry(abc.ABC):
         return Intersection(self, other)
 
 
+@dataclasses.dataclass(frozen=True)
+class DistancePiece:
+    """One boundary piece for exact boundary conditions: ``phi(x) >= 0`` vanishes on the
+    piece and grows like the distance from it; ``project(x)`` is the point of the piece
+    (or its extension) where the condition's value is read for ``x``. Both act on one
+    point ``(dim,)`` (a space-time point may carry extra trailing coordinates)."""
+
+    phi: Callable[[jax.Array], jax.Array]
+    project: Callable[[jax.Array], jax.Array]
+
+
+def _segment_piece(a: np.ndarray, b: np.ndarray) -> DistancePiece:
+    """ADF of the segment ``a -> b`` that vanishes on the segment only (Sukumar &
+    Srivastava, "Exact imposition of boundary conditions with distance functions in
+    physics-informed deep neural networks", CMAME 389, 2022, eq. 37): with ``f`` the signed
+    distance to the line and ``t`` a trimming function positive on the segment's disc,
+    ``phi = sqrt(f^2 + ((sqrt(t^2 + f^4) - t) / 2)^2)``."""
+    a = jnp.asarray(a, jnp.float32)
+    b = jnp.asarray(b, jnp.float32)
+    d = b - a
+    length = float(jnp.sqrt(jnp.dot(d, d)))
+    mid = (a + b) / 2
+
+    def phi(x):
+        p = x[:2]
+        f = ((p[0] - a[0]) * d[1] - (p[1] - a[1]) * d[0]) / length
+        q = p - mid
+        t = ((length / 2) ** 2 - jnp.dot(q, q)) / length
+        g = (jnp.sqrt(t * t + f**4) - t) / 2
+        return jnp.sqrt(f * f + g * g)
+
+    def project(x):
+        s = jnp.clip(jnp.dot(x[:2] - a, d) / length**2, 0.0, 1.0)
+        return x.at[:2].set(a + s * d)
+
+    return DistancePiece(phi, project)
+
+
 class Box(Geometry):
     """Axis-aligned box ``[lo, hi]``; faces are named ``x{i}_min`` / ``x{i}_max``.
 
@@ -183,6 +255,44 @@ class Box(Geometry):
         nrm = np.zeros((n, self.dim))
         nrm[:, axis] = 1.0 if side else -1.0
         return x, nrm
+
+    def quadrature(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Tensor Gauss-Legendre rule with ``n`` nodes per axis (exact for polynomials of
+        degree ``2n - 1`` in each coordinate)."""
+        z, w = np.polynomial.legendre.leggauss(n)
+        half = (self.hi - self.lo) / 2
+        axes = [self.lo[i] + half[i] * (z + 1) for i in range(self.dim)]
+        ws = [half[i] * w for i in range(self.dim)]
+        x = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.dim)
+        weights = np.prod(np.stack(np.meshgrid(*ws, indexing="ij"), -1), -1).reshape(-1)
+        return x.astype(np.float32), weights.astype(np.float32)
+
+    def distance_pieces(self, name, *, trimmed=False):
+        self.check_boundary(name)
+        axis, side = self._face(name)
+        if trimmed and self.dim == 2:  # the face as a segment
+            a = self.lo.copy()
+            b = self.hi.copy()
+            if side:
+                a[axis] = self.hi[axis]
+            else:
+                b[axis] = self.lo[axis]
+            return [_segment_piece(a, b)]
+        if trimmed and self.dim > 2:
+            raise NotImplementedError(
+                "exact boundary conditions on a Box of more than 2 dimensions inside a CSG "
+                "combination are not implemented; use BoundaryConfig(enforcement='soft')"
+            )
+        value = float(self.hi[axis] if side else self.lo[axis])
+        sign = -1.0 if side else 1.0
+
+        def phi(x):  # exact distance to the face's plane
+            return sign * (x[axis] - value)
+
+        def project(x):
+            return x.at[axis].set(value)
+
+        return [DistancePiece(phi, project)]
 
     def grid(self, *shape: int) -> np.ndarray:
         """A tensor grid including the faces, shape ``(prod(shape), dim)``."""
@@ -265,6 +375,11 @@ class Polygon(Geometry):
         a, b = self._edges(name)
         return float(np.sum(np.linalg.norm(b - a, axis=1)))
 
+    def distance_pieces(self, name, *, trimmed=False):
+        self.check_boundary(name)
+        a, b = self._edges(name)
+        return [_segment_piece(p, q) for p, q in zip(a, b, strict=True)]
+
     def _boundary_candidates(self, name, n, method, seed):
         a, b = self._edges(name)
         lengths = np.linalg.norm(b - a, axis=1)
@@ -300,6 +415,22 @@ class Disk(Geometry):
     def boundary_measure(self, name):
         return 2 * math.pi * self.r
 
+    def distance_pieces(self, name, *, trimmed=False):
+        self.check_boundary(name)
+        c, r = jnp.asarray(self.c, jnp.float32), self.r
+
+        def phi(x):  # |r^2 - |x - c|^2| / 2r: the distance to first order, either side
+            d = x[:2] - c
+            return jnp.abs(r * r - jnp.dot(d, d)) / (2 * r)
+
+        def project(x):
+            d = x[:2] - c
+            nd = jnp.sqrt(jnp.dot(d, d))
+            safe = jnp.where(nd > 0, nd, 1.0)
+            return x.at[:2].set(jnp.where(nd > 0, c + r * d / safe, c + jnp.array([r, 0.0])))
+
+        return [DistancePiece(phi, project)]
+
     def _boundary_candidates(self, name, n, method, seed):
         th = 2 * math.pi * unit_samples(n, 1, method, seed)[:, 0]
         nrm = np.stack([np.cos(th), np.sin(th)], axis=1)
@@ -321,6 +452,10 @@ class _CSG(Geometry):
 
     def _owner(self, name):
         return self.a if name in self.a.boundary_names else self.b
+
+    def distance_pieces(self, name, *, trimmed=False):
+        self.check_boundary(name)
+        return self._owner(name).distance_pieces(name, trimmed=True)
 
     def _keep(self, name, x):  # which candidate boundary points survive the operation
         raise NotImplementedError
@@ -460,6 +595,13 @@ class ComplexDomain(Geometry):
     def _boundary_candidates(self, name, n, method, seed):
         return self.shape._boundary_candidates(name, n, method, seed)
 
+    def quadrature(self, n, seed=0):
+        return self.shape.quadrature(n, seed)
+
+    def distance_pieces(self, name, *, trimmed=False):
+        self.check_boundary(name)
+        return self.shape.distance_pieces(name, trimmed=trimmed)
+
     @classmethod
     def l_shape(cls) -> ComplexDomain:
         """``[-1, 1]^2`` minus ``(0, 1] x (0, 1]``, one boundary named ``boundary``."""
@@ -492,6 +634,15 @@ class TimeDomain:
                 f"boundary {name!r} is not a boundary of this TimeDomain; its boundaries are "
                 f"{list(self.boundary_names)}"
             )
+
+    def distance_pieces(self, name, *, trimmed=False):
+        """Spatial pieces act on the spatial coordinates; ``initial`` is the plane ``t = t0``
+        (distance ``t - t0``)."""
+        self.check_boundary(name)
+        if name != "initial":
+            return self.geometry.distance_pieces(name, trimmed=trimmed)
+        t0 = self.t0
+        return [DistancePiece(lambda x: x[-1] - t0, lambda x: x.at[-1].set(t0))]
 
     def contains(self, x):
         x = np.asarray(x)
@@ -527,6 +678,7 @@ class TimeDomain:
 
 __all__ = [
     "Box",
+    "DistancePiece",
     "ComplexDomain",
     "Difference",
     "Disk",

@@ -25,11 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from opifex.core.physics.constraints import HardConstrainedModel, is_hard
 from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.core.training.components import TrainingComponentBase
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.metrics import AdvancedMetricsCollector
+from opifex.core.training.physics_terms import ConservationTerms, conservation_nodes
 from opifex.core.training.trainer import SupervisedTask, Trainer, check_array
 from opifex.training.components import FlexibleOptimizerFactory
 from opifex.training.recovery import ErrorRecoveryManager
@@ -46,6 +48,22 @@ class PhysicsTask:
         self.conditions: tuple[Any, ...] = ()
         self.space_dims: int | None = None
         self.has_targets = False
+        if config.multiscale_config is not None:
+            raise ValueError(
+                "TrainingConfig.multiscale_config: multi-scale data terms apply to supervised "
+                "(x, y) data; with a physics loss the collocation points are one set. Train "
+                "multi-scale data without set_physics_loss, or leave multiscale_config=None"
+            )
+        cc = config.conservation_config
+        self.conservation = None if cc is None else ConservationTerms(cc)
+        bc = config.boundary_config
+        self.boundary_config = bc
+        if bc is not None and loss.config.boundary_weight != 1.0:
+            raise ValueError(
+                f"BoundaryConfig sets the boundary terms' weight, and PhysicsLossConfig."
+                f"boundary_weight={loss.config.boundary_weight} sets it too; set it in one "
+                "place (BoundaryConfig.weight)"
+            )
 
     # ---------------------------------------------------------------- input
     def prepare_train(
@@ -56,6 +74,7 @@ class PhysicsTask:
         boundary_data: Any = None,
         condition_sets: Sequence[ConditionSet] = (),
         space_dims: int | None = None,
+        domain: Any = None,
     ) -> tuple[Any, Any]:
         if not isinstance(train_data, tuple | list) or len(train_data) != 2:
             raise TypeError(
@@ -99,6 +118,15 @@ class PhysicsTask:
             for cs in condition_sets
         ]
         self.space_dims = space_dims
+        if self.conservation is not None:
+            if self.conservation.laws and domain is None:
+                raise ValueError(
+                    "ConservationConfig with a physics loss integrates the conserved "
+                    "quantities over the domain: pass domain=TimeDomain(...) or "
+                    "problem=PhysicsProblem(...) to train"
+                )
+            if self.conservation.laws:
+                whole.update(conservation_nodes(domain, self.conservation.config))
         if self.loss.pde_residual is None and not (
             self.has_targets or whole.get("boundary") or condition_sets
         ):
@@ -125,7 +153,14 @@ class PhysicsTask:
                 f"two conditions produce the same term name: {names}; give each "
                 "boundary one condition"
             )
-        return self.loss.term_weights(names)
+        out = self.loss.term_weights(names)
+        if self.boundary_config is not None:
+            for k in out:
+                if k == "boundary" or k.startswith(("bc_", "periodic_")):
+                    out[k] = float(self.boundary_config.weight)
+        if self.conservation is not None:
+            out.update(self.conservation.term_weights())
+        return out
 
     def check(self, graphdef, params, model_state, batched, whole, val, probe: int) -> None:
         points = batched[0]
@@ -207,6 +242,10 @@ class PhysicsTask:
             metrics["residual_rms"] = jnp.sqrt(terms["physics"])
             r = jnp.max(jnp.abs(res["physics"]), axis=1)
             metrics["residual_max"] = jnp.max(jnp.where(weights > 0, r, 0.0))
+        if self.conservation is not None:
+            t, m = self.conservation.pinn(model, points, weights, whole)
+            terms.update(t)
+            metrics.update(m)
         return terms, metrics
 
     def residual_terms(self, model, batch, weights, whole, key):
@@ -259,6 +298,7 @@ class BasicTrainer(Trainer):
                 "this version; leave meta_optimizer=None"
             )
         super().__init__(model, config, rngs=rngs, callbacks=callbacks)
+        self._net = model
         self.physics_loss: PhysicsInformedLoss | None = None
 
     def set_physics_loss(self, physics_loss: PhysicsInformedLoss) -> None:
@@ -295,6 +335,11 @@ class BasicTrainer(Trainer):
                 and the physics loss's ``boundary_conditions`` are enforced on
                 ``n_boundary`` points sampled per condition.
             n_boundary: points per condition when ``domain`` is given.
+
+        Returns:
+            ``(model, history)``. With ``BoundaryConfig(enforcement="hard")`` the model is a
+            :class:`~opifex.core.physics.constraints.HardConstrainedModel` whose ``net`` is
+            the network you passed (trained in place): call the returned model for ``u``.
         """
         if problem is not None:
             if train_data is not None or domain is not None:
@@ -302,6 +347,7 @@ class BasicTrainer(Trainer):
             if self.physics_loss is None:
                 self.set_physics_loss(problem.loss)
             points, sets = problem.sample()
+            sets = self._constrain(problem.domain, sets, problem.space_dims, boundary_data)
             return self._train(
                 val_data,
                 "problem",
@@ -309,6 +355,7 @@ class BasicTrainer(Trainer):
                 boundary_data=boundary_data,
                 condition_sets=sets,
                 space_dims=problem.space_dims,
+                domain=problem.domain,
             )
         if train_data is None:
             raise ValueError("train_data is required (or pass problem=...)")
@@ -325,6 +372,7 @@ class BasicTrainer(Trainer):
                     "the physics loss has boundary_conditions but no points to enforce them on: "
                     "pass domain=... (the geometry they refer to) or use problem=PhysicsProblem"
                 )
+            self._constrain(None, [], None, boundary_data)
             return self._train(val_data, "train_data", train_data, boundary_data=boundary_data)
         self._check_inside(domain, train_data)
         sampler = PhysicsProblem(
@@ -335,6 +383,7 @@ class BasicTrainer(Trainer):
             seed=self.config.seed,
         )
         sets = sampler.sample()[1] if conditions else []
+        sets = self._constrain(domain, sets, sampler.space_dims, boundary_data)
         return self._train(
             val_data,
             "train_data",
@@ -342,7 +391,49 @@ class BasicTrainer(Trainer):
             boundary_data=boundary_data,
             condition_sets=sets,
             space_dims=sampler.space_dims,
+            domain=domain,
         )
+
+    def _constrain(
+        self, domain: Any, sets: list[ConditionSet], space_dims: int | None, boundary_data: Any
+    ) -> list[ConditionSet]:
+        """Apply ``BoundaryConfig(enforcement="hard")``: build the Dirichlet and initial
+        values into the model (``u = g + D * net``) and return the conditions that stay
+        soft. Without it, train the network itself."""
+        bc = self.config.boundary_config
+        if bc is None or bc.enforcement == "soft":
+            if self.model is not self._net:
+                self._set_model(self._net)
+            return list(sets)
+        if boundary_data is not None:
+            raise ValueError(
+                "BoundaryConfig(enforcement='hard') builds conditions into the model from the "
+                "geometry; boundary_data point pairs cannot be, so give the values as "
+                "DirichletBC conditions on the domain instead of boundary_data"
+            )
+        hard = [cs.condition for cs in sets if is_hard(cs.condition)]
+        if domain is None or not hard:
+            raise ValueError(
+                "BoundaryConfig(enforcement='hard') needs DirichletBC or InitialCondition "
+                "conditions on a geometry: pass problem=PhysicsProblem(...) or domain=... with "
+                "PhysicsInformedLoss(boundary_conditions=[...])"
+            )
+        key = (id(domain), tuple(hard), space_dims)
+        if getattr(self, "_hard_key", None) != key:
+            d = domain.dim
+            graphdef, state = nnx.split(self._net)
+            out = jax.eval_shape(
+                lambda st, x: nnx.merge(graphdef, st)(x),
+                state,
+                jax.ShapeDtypeStruct((1, d), jnp.float32),
+            )
+            if len(out.shape) != 2:
+                raise ValueError(
+                    f"the model must map (n, {d}) points to (n, k) outputs, got {out.shape}"
+                )
+            self._set_model(HardConstrainedModel(self._net, domain, hard, out.shape[1], space_dims))
+            self._hard_key = key
+        return [cs for cs in sets if not is_hard(cs.condition)]
 
     @staticmethod
     def _check_inside(domain: Any, train_data: Any) -> None:

@@ -223,15 +223,15 @@ class OptimizerStage(_ConfigBase):
 
 
 _PHYSICS_SLOTS: dict[str, tuple[type, str]] = {
-    "conservation_config": (_pc.ConservationConfig, "conservation-law penalty terms"),
-    "multiscale_config": (_pc.MultiScaleConfig, "multi-scale loss weighting"),
-    "boundary_config": (_pc.BoundaryConfig, "boundary-condition enforcement"),
     "quantum_config": (_pc.QuantumTrainingConfig, "quantum-aware energy/force training"),
     "dft_config": (_pc.DFTConfig, "the differentiable Kohn-Sham (DFT) loop"),
     "scf_config": (_pc.SCFConfig, "self-consistent-field convergence control"),
 }
 #: physics-config slots that the trainers honour
 _SUPPORTED_SLOTS: dict[str, type] = {
+    "conservation_config": _pc.ConservationConfig,
+    "multiscale_config": _pc.MultiScaleConfig,
+    "boundary_config": _pc.BoundaryConfig,
     "metrics_tracking_config": _pc.MetricsTrackingConfig,
     "logging_config": _pc.LoggingConfig,
 }
@@ -272,9 +272,14 @@ class TrainingConfig(_ConfigBase):
             ``AdvancedMetricsCollector`` with it (``trainer.metrics_collector``).
         logging_config: a :class:`LoggingConfig`; the trainer then runs its backends
             (console, JSONL, TensorBoard) and alert thresholds.
-        conservation_config, multiscale_config, boundary_config, quantum_config,
-            dft_config, scf_config: physics configurations (not yet supported: setting one
-            raises ``NotImplementedError``).
+        conservation_config: a :class:`ConservationConfig`: conservation-law penalty terms
+            and violation metrics.
+        multiscale_config: a :class:`MultiScaleConfig`: ``train_data`` becomes a mapping
+            ``{scale: (x, y)}`` with weighted per-scale terms (and coupling terms).
+        boundary_config: a :class:`BoundaryConfig`: soft (weighted) or hard (built into the
+            model) boundary conditions, for physics-informed training.
+        quantum_config, dft_config, scf_config: not yet supported (setting one raises
+            ``NotImplementedError``).
     """
 
     num_epochs: int = 100

@@ -1,14 +1,15 @@
 """Physics configuration objects for :class:`~opifex.core.training.config.TrainingConfig`.
 
-These are validated value objects. Setting one on a ``TrainingConfig`` raises
-``NotImplementedError`` until the feature it configures is built: a config that is accepted
-and ignored would silently train something other than what the user asked for.
+These are validated value objects; the trainers compile each one into loss terms and
+metrics when they are built (:mod:`opifex.core.training.physics_terms`). A config whose
+feature is not built yet raises ``NotImplementedError`` when set on a ``TrainingConfig``:
+a config that is accepted and ignored would silently train something else.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opifex.core.training._config_base import (
@@ -19,7 +20,8 @@ from opifex.core.training._config_base import (
     _fail,
 )
 
-CONSERVATION_LAWS = ("mass", "momentum", "energy", "particle_number", "charge", "symmetry")
+#: built-in conservation laws (``ConservationConfig.densities`` adds your own)
+CONSERVATION_LAWS = ("mass", "momentum", "energy", "particle_number", "symmetry")
 
 
 def _check_names(cls: str, field: str, value: Any, allowed: tuple[str, ...] | None = None) -> None:
@@ -40,51 +42,186 @@ def _as_tuple(obj: Any, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ConservationConfig(_ConfigBase):
-    """Conserved quantities to penalise and monitor (``energy``, ``momentum``, ``mass``, ...)."""
+    """Conserved quantities to penalise and monitor.
+
+    A law is a density ``rho(u)`` of the model output ``u`` (a vector of ``C`` channels at a
+    point) and the quantity is its integral ``Q = int rho(u(x)) dx`` over space:
+
+    - ``mass``: ``rho = u_0`` (the first channel is the mass density);
+    - ``momentum``: ``rho = u`` (every channel: a velocity or momentum density at unit
+      density; a vector quantity);
+    - ``energy``: ``rho = |u|^2 / 2``;
+    - ``particle_number``: ``rho = |u|^2`` (the norm of a wave function stored as channels);
+    - ``symmetry``: not a density but an equivariance ``model(T_in x) = T_out(model(x))``
+      (``symmetry_transform``);
+    - any name in ``densities``: ``rho = densities[name](u)`` (scalar or vector).
+
+    What is compared depends on the training setting (see ``docs/physics_configs.md``):
+    a time-dependent PINN keeps ``Q(t)`` equal to ``Q(t0)`` (Gauss-Legendre quadrature in
+    space at ``time_points`` times); field-to-field data compares ``Q`` of the prediction
+    with ``Q`` of the target (or of the input, ``reference="input"``), integrating over the
+    grid; plain vectors (``(n, C)`` targets) compare ``rho`` of the prediction and target.
+
+    Each law adds a loss term ``conservation_<law>`` (the mean square violation, weight
+    ``weights[law]``, default 1) and reports ``<law>_violation`` (root mean square of the
+    violation) and ``<law>_within_tolerance`` (1 when the violation is at most the law's
+    tolerance; averaged over an epoch's steps in training metrics).
+
+    Attributes:
+        laws: names of the laws (built-in or from ``densities``).
+        energy_tolerance, momentum_tolerance, mass_tolerance, particle_number_tolerance,
+            symmetry_tolerance: absolute tolerances of the built-in laws.
+        tolerances: tolerances of the laws defined in ``densities`` (default 1e-6).
+        weights: loss weight per law (default 1 for each).
+        densities: ``name -> rho(u)`` for your own laws (``u`` one point's channels).
+        symmetry_transform: ``(T_in, T_out)`` acting on batches, for ``symmetry``.
+        reference: ``"target"`` or ``"input"`` (field data: conserve the input's quantity;
+            the input's first ``C`` channels are the field).
+        domain_volume: volume of the grid's domain for field data (``Q = volume * mean``).
+        quadrature_points: PINN setting: Gauss-Legendre nodes per spatial axis (or points
+            in all, for non-box geometries).
+        time_points: PINN setting: times in ``[t0, t1]`` at which ``Q`` is compared.
+    """
 
     laws: tuple[str, ...] = ("energy",)
     energy_tolerance: float = 1e-6
     momentum_tolerance: float = 1e-6
     mass_tolerance: float = 1e-6
     particle_number_tolerance: float = 1e-6
-    charge_tolerance: float = 1e-6
     symmetry_tolerance: float = 1e-6
-    weight: float = 1.0
+    tolerances: Mapping[str, float] | None = None
+    weights: Mapping[str, float] | None = None
+    densities: Mapping[str, Callable] | None = None
+    symmetry_transform: tuple[Callable, Callable] | None = None
+    reference: str = "target"
+    domain_volume: float = 1.0
+    quadrature_points: int = 32
+    time_points: int = 16
 
     def __post_init__(self) -> None:
+        c = "ConservationConfig"
         _as_tuple(self, "laws")
-        _check_names("ConservationConfig", "laws", self.laws, CONSERVATION_LAWS)
+        dens = dict(self.densities or {})
+        for name, fn in dens.items():
+            if name in CONSERVATION_LAWS:
+                _fail(c, "densities", f"{name!r} is a built-in law; give your law another name")
+            if not callable(fn):
+                _fail(c, "densities", f"{name!r} must map to a callable rho(u), got {fn!r}")
+        _check_names(c, "laws", self.laws, CONSERVATION_LAWS + tuple(dens))
+        unused = sorted(set(dens) - set(self.laws))
+        if unused:
+            _fail(c, "densities", f"{unused} defined but not listed in laws")
         for law in CONSERVATION_LAWS:
-            _check_float(
-                "ConservationConfig", f"{law}_tolerance", getattr(self, f"{law}_tolerance"), low=0.0
+            _check_float(c, f"{law}_tolerance", getattr(self, f"{law}_tolerance"), low=0.0)
+        for field, allowed in (("tolerances", tuple(dens)), ("weights", self.laws)):
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                _fail(c, field, f"must be a dict {{law: number}}, got {value!r}")
+            for k, v in value.items():
+                if k not in allowed:
+                    hint = (
+                        f"; set {k}_tolerance for a built-in law"
+                        if field == "tolerances" and k in CONSERVATION_LAWS
+                        else ""
+                    )
+                    _fail(c, field, f"{k!r} is not one of {list(allowed)}{hint}")
+                _check_float(c, f"{field}[{k!r}]", v, low=0.0)
+        if ("symmetry" in self.laws) != (self.symmetry_transform is not None):
+            _fail(
+                c,
+                "symmetry_transform",
+                "give (T_in, T_out) exactly when 'symmetry' is among the laws",
             )
-        _check_float("ConservationConfig", "weight", self.weight, low=0.0)
+        if self.symmetry_transform is not None:
+            t = self.symmetry_transform
+            if not isinstance(t, tuple | list) or len(t) != 2 or not all(map(callable, t)):
+                _fail(c, "symmetry_transform", f"must be a pair of callables, got {t!r}")
+        _check_choice(c, "reference", self.reference, ("target", "input"))
+        _check_float(c, "domain_volume", self.domain_volume, low=0.0, low_open=True)
+        _check_int(c, "quadrature_points", self.quadrature_points, 2)
+        _check_int(c, "time_points", self.time_points, 2)
+
+    def tolerance(self, law: str) -> float:
+        if law in CONSERVATION_LAWS:
+            return float(getattr(self, f"{law}_tolerance"))
+        return float((self.tolerances or {}).get(law, 1e-6))
+
+    def weight(self, law: str) -> float:
+        return float((self.weights or {}).get(law, 1.0))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MultiScaleConfig(_ConfigBase):
-    """Named scales with relative loss weights."""
+    """Training on data at several scales (resolutions or fidelities).
+
+    ``train_data`` (and ``val_data``) is then a mapping ``{scale: (x, y)}`` with one entry
+    per name in ``scales``. Each scale's data loss is a term ``data_<scale>`` with weight
+    ``weights[scale]`` (default ``1 / len(scales)``), reported separately. The scale with
+    the most samples sets the epoch; every step also draws ``min(batch_size, n_s)``
+    samples of each other scale (all of them when ``batch_size`` is ``None``).
+
+    Attributes:
+        scales: scale names.
+        weights: ``scale -> weight``.
+        coupling: add cross-scale consistency terms ``coupling_<coarse>_<fine>`` for each
+            pair of neighbouring scales (ordered by points per sample): the prediction on the
+            restricted fine input must equal the restricted fine prediction,
+            ``model(R x_f) = R model(x_f)``, on the fine scale's batch.
+        coupling_weight: weight of each coupling term.
+        restriction: ``"average"`` (block means over grid axes) or ``"subsample"`` (every
+            ``s``-th grid point), for grid data ``(n, *grid, C)`` whose grids differ by
+            integer factors; or a callable ``(x_fine, u_fine) -> (x_coarse, u_coarse)`` for
+            any data.
+    """
 
     scales: tuple[str, ...] = ("coarse", "fine")
     weights: Mapping[str, float] | None = None
+    coupling: bool = False
+    coupling_weight: float = 1.0
+    restriction: str | Callable = "average"
 
     def __post_init__(self) -> None:
+        c = "MultiScaleConfig"
         _as_tuple(self, "scales")
-        _check_names("MultiScaleConfig", "scales", self.scales)
+        _check_names(c, "scales", self.scales)
         if self.weights is not None:
-            if set(self.weights) != set(self.scales):
+            if not isinstance(self.weights, Mapping) or set(self.weights) != set(self.scales):
                 _fail(
-                    "MultiScaleConfig",
+                    c,
                     "weights",
                     f"keys {sorted(self.weights)} must match scales {list(self.scales)}",
                 )
             for k, w in self.weights.items():
-                _check_float("MultiScaleConfig", f"weights[{k!r}]", w, low=0.0)
+                _check_float(c, f"weights[{k!r}]", w, low=0.0)
+        _check_float(c, "coupling_weight", self.coupling_weight, low=0.0)
+        if not callable(self.restriction):
+            _check_choice(c, "restriction", self.restriction, ("average", "subsample"))
+        if not self.coupling and (self.coupling_weight != 1.0 or self.restriction != "average"):
+            _fail(c, "coupling", "coupling_weight/restriction are set but coupling=False")
+
+    def weight(self, scale: str) -> float:
+        if self.weights is None:
+            return 1.0 / len(self.scales)
+        return float(self.weights[scale])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BoundaryConfig(_ConfigBase):
-    """How boundary conditions are enforced: as a penalty (``soft``) or by construction."""
+    """How boundary and initial conditions are enforced.
+
+    Attributes:
+        enforcement: ``"soft"``: penalty terms (``boundary``, ``bc_*``, ``periodic_*``)
+            weighted by ``weight``; ``"hard"``: Dirichlet and initial values are built into
+            the model, ``u = g + D * N`` (:mod:`opifex.core.physics.constraints`), exact to
+            round-off, and their terms leave the loss (Neumann, Robin, periodic and
+            initial-rate conditions stay soft). Hard enforcement needs the geometry
+            (``BasicTrainer.train(problem=...)`` or ``domain=...``); the trained model
+            returned is then the constrained one, wrapping the network you passed.
+        weight: weight of the soft boundary terms (it replaces
+            ``PhysicsLossConfig.boundary_weight``, which must then stay at its default).
+    """
 
     enforcement: str = "soft"
     weight: float = 1.0

@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -48,6 +49,7 @@ from opifex.core.training.optimizers import (
     current_learning_rate,
     needs_value_fn,
 )
+from opifex.core.training.physics_terms import ConservationTerms, MultiScale
 from opifex.core.training.state import TrainingState
 
 logger = logging.getLogger("opifex")
@@ -118,34 +120,114 @@ class SupervisedTask:
     """What :class:`Trainer` optimises: a data loss between ``model(x)`` and ``y``.
 
     The task owns input checking, the in-graph objective and the evaluation metrics; the
-    trainer owns the loop. Other trainers provide other tasks on the same engine.
+    trainer owns the loop. Other trainers provide other tasks on the same engine. The
+    config's ``conservation_config`` adds conservation terms on the predictions and
+    ``multiscale_config`` makes the data a mapping ``{scale: (x, y)}``
+    (:mod:`opifex.core.training.physics_terms`).
     """
 
     def __init__(self, config: TrainingConfig) -> None:
         self.loss_name = config.loss.loss_type
         self.loss_fn = get_loss(self.loss_name)
         self.eval_batch_size = config.validation.batch_size
+        self.batch_size = config.batch_size
         self._checked: set[tuple] = set()
+        cc, mc = config.conservation_config, config.multiscale_config
+        self.conservation = None if cc is None else ConservationTerms(cc)
+        self.multiscale = None if mc is None else MultiScale(mc)
+        self.boundary_config = config.boundary_config
 
     weighting = None
 
     def prepare_train(self, name: str, data: Any) -> tuple[Any, Any]:
-        """``(batched, whole)`` for the engine: minibatched pairs, nothing per-step."""
-        return self.prepare(name, data), None
+        """``(batched, whole)`` for the engine: minibatched pairs, and for multi-scale data
+        the other scales (sampled inside the step)."""
+        if self.boundary_config is not None:
+            raise ValueError(
+                "TrainingConfig.boundary_config: boundary conditions belong to physics-informed "
+                "training (BasicTrainer with set_physics_loss and a domain); supervised (x, y) "
+                "training has no boundary to enforce, so leave boundary_config=None"
+            )
+        if self.multiscale is None:
+            return self.prepare(name, data), None
+        ms = self.multiscale
+        pairs = {
+            s: self.prepare(f"{name}[{s!r}]", d)
+            for s, d in ms.check_mapping(name, data, complete=True).items()
+        }
+        ms.bind(pairs)
+        others = {s: pairs[s] for s in ms.config.scales if s != ms.primary}
+        return pairs[ms.primary], {"scales": others}
 
     def prepare_eval(self, name: str, data: Any) -> Any:
+        if self.multiscale is not None and isinstance(data, Mapping):
+            return {
+                s: self.prepare(f"{name}[{s!r}]", d)
+                for s, d in self.multiscale.check_mapping(name, data, complete=False).items()
+            }
         return self.prepare(name, data)
 
     def term_weights(self, batched: Any, whole: Any) -> dict[str, float]:
-        return {"data": 1.0}
+        out = {"data": 1.0} if self.multiscale is None else self.multiscale.term_weights()
+        if self.conservation is not None:
+            out.update(self.conservation.term_weights())
+        return out
+
+    def _eval_sets(self, data: Any) -> dict[str, Any]:
+        return data if isinstance(data, Mapping) else {"": data}
 
     def check(self, graphdef, params, model_state, batched, whole, val, probe: int) -> None:
-        self.check_model("train_data", graphdef, params, model_state, batched, probe)
+        sets = {"train_data": batched}
+        if whole is not None:
+            sets.update({f"train_data[{s!r}]": d for s, d in whole["scales"].items()})
+        for name, d in sets.items():
+            self.check_model(name, graphdef, params, model_state, d, min(probe, d[0].shape[0]))
         if val is not None:
-            vb = min(self.eval_batch_size or probe, val[0].shape[0])
-            self.check_model("val_data", graphdef, params, model_state, val, vb)
+            for s, d in self._eval_sets(val).items():
+                vb = min(self.eval_batch_size or probe, d[0].shape[0])
+                label = f"val_data[{s!r}]" if s else "val_data"
+                self.check_model(label, graphdef, params, model_state, d, vb)
+        if self.conservation is not None:
+            self._check_conservation(graphdef, params, model_state, batched)
+
+    def _check_conservation(self, graphdef, params, model_state, data) -> None:
+        x, y = data[0][:2], data[1][:2]
+        cons = self.conservation
+        if cons.config.reference == "input" and x.shape[-1] < y.shape[-1]:
+            raise ValueError(
+                f"ConservationConfig.reference='input': the inputs have {x.shape[-1]} "
+                f"channel(s) but the field has {y.shape[-1]}; the input's first channels must "
+                "hold the field (or use reference='target')"
+            )
+        for law in cons.laws:
+            try:
+                jax.eval_shape(lambda y, law=law: cons.quantity(law, y), y)
+            except Exception as e:
+                raise ValueError(
+                    f"ConservationConfig: law {law!r} cannot be evaluated on outputs with "
+                    f"{y.shape[-1]} channel(s) ({type(e).__name__}: {e})"
+                ) from e
+        if cons.symmetry is not None:
+            t_in, t_out = cons.symmetry
+
+            def sym(p, s, x):
+                m = nnx.merge(graphdef, p, s)
+                return m(t_in(x)) - t_out(m(x))
+
+            try:
+                jax.eval_shape(sym, params, model_state, x)
+            except Exception as e:
+                raise ValueError(
+                    "ConservationConfig.symmetry_transform: model(T_in(x)) - T_out(model(x)) "
+                    f"fails on a batch of shape {tuple(x.shape)} ({type(e).__name__}: {e})"
+                ) from e
 
     def prepare(self, name: str, data: Any) -> tuple[jax.Array, jax.Array]:
+        if isinstance(data, Mapping):
+            raise TypeError(
+                f"{name}: got a dict of scales, but the config has no multiscale_config; set "
+                "TrainingConfig(multiscale_config=MultiScaleConfig(scales=[...]))"
+            )
         if not isinstance(data, tuple | list) or len(data) != 2:
             raise TypeError(f"{name} must be a tuple (x, y) of arrays, got {type(data).__name__}")
         x_raw, y_raw = data
@@ -192,9 +274,39 @@ class SupervisedTask:
 
     def objective(self, model, batch, weights, whole, key):
         x, y = batch
-        return {"data": self.loss_fn(model(x), y, weights)}, {}
+        pred = model(x)
+        if self.multiscale is None:
+            terms = {"data": self.loss_fn(pred, y, weights)}
+            if self.conservation is None:
+                return terms, {}
+            t, metrics = self.conservation.supervised(model, x, pred, y, weights)
+            return {**terms, **t}, metrics
+        ms = self.multiscale
+        xs, ys, ws, preds = {ms.primary: x}, {ms.primary: y}, {ms.primary: weights}, {}
+        preds[ms.primary] = pred
+        for i, (s, (xo, yo)) in enumerate(whole["scales"].items()):
+            n = xo.shape[0]
+            b = n if self.batch_size is None else min(self.batch_size, n)
+            if b < n:
+                rows = jax.random.choice(jax.random.fold_in(key, i), n, (b,), replace=False)
+                xo, yo = xo[rows], yo[rows]
+            xs[s], ys[s], ws[s] = xo, yo, jnp.ones((b,), jnp.float32)
+            preds[s] = model(xo)
+        terms = {f"data_{s}": self.loss_fn(preds[s], ys[s], ws[s]) for s in ms.config.scales}
+        terms.update(ms.coupling_terms(model, xs, preds, ws))
+        metrics: dict[str, jax.Array] = {}
+        if self.conservation is not None:
+            per = [
+                self.conservation.supervised(model, xs[s], preds[s], ys[s], ws[s])
+                for s in ms.config.scales
+            ]
+            for key_ in per[0][0]:
+                terms[key_] = sum(p[0][key_] for p in per) / len(per)
+            for key_ in per[0][1]:
+                metrics[key_] = sum(p[1][key_] for p in per) / len(per)
+        return terms, metrics
 
-    def eval_fn(self, model, data):
+    def _eval_one(self, model, data) -> dict[str, jax.Array]:
         x, y = data
         pred = batched_apply(model, x, self.eval_batch_size)
         w = jnp.ones((x.shape[0],), jnp.float32)
@@ -202,6 +314,20 @@ class SupervisedTask:
         for name, fn in LOSS_FUNCTIONS.items():
             out[name] = fn(pred, y, w)
         out["max_error"] = prediction_metrics(pred, y)["max_error"]
+        if self.conservation is not None:
+            out.update(self.conservation.supervised(model, x, pred, y)[1])
+        return out
+
+    def eval_fn(self, model, data):
+        if not isinstance(data, Mapping):
+            return self._eval_one(model, data)
+        out: dict[str, jax.Array] = {}
+        total = 0.0
+        for s, d in data.items():
+            one = self._eval_one(model, d)
+            total = total + self.multiscale.config.weight(s) * one["loss"]
+            out.update({f"{s}_{k}": v for k, v in one.items()})
+        out["loss"] = total
         return out
 
 
@@ -241,17 +367,11 @@ class Trainer:
             config = TrainingConfig()
         if not isinstance(config, TrainingConfig):
             raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
-        self.model = model
         self.config = config
         self.task = self._make_task()
         self._key = jr.key(config.seed) if rngs is None else rngs()
-        self._graphdef, _, _ = nnx.split(model, nnx.Param, ...)
-        try:
-            eval_view = nnx.view(model, deterministic=True, use_running_average=True)
-        except Exception:  # the model has no such switches
-            eval_view = model
-        self._eval_graphdef = nnx.graphdef(eval_view) if eval_view is not model else None
         self._engines: dict[int, Engine] = {}
+        self._set_model(model)
         self._engine_key: tuple | None = None
         self._state: TrainState | None = None
         self._store: CheckpointStore | None = None
@@ -265,6 +385,19 @@ class Trainer:
         self._set_components(self._config_components() + list(callbacks or []))
 
     # ------------------------------------------------------------ building
+    def _set_model(self, model: nnx.Module) -> None:
+        """Train ``model`` from now on (a new graph: engines and run state are rebuilt)."""
+        self.model = model
+        self._graphdef, _, _ = nnx.split(model, nnx.Param, ...)
+        try:
+            eval_view = nnx.view(model, deterministic=True, use_running_average=True)
+        except Exception:  # the model has no such switches
+            eval_view = model
+        self._eval_graphdef = nnx.graphdef(eval_view) if eval_view is not model else None
+        self._engines = {}
+        self._engine_key = None
+        self._state = None
+
     def _make_task(self) -> SupervisedTask:
         return SupervisedTask(self.config)
 

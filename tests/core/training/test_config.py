@@ -10,7 +10,6 @@ from opifex.core.training.config import (
     ValidationConfig,
 )
 from opifex.core.training.physics_configs import (
-    BoundaryConfig,
     ConservationConfig,
     DFTConfig,
     MultiScaleConfig,
@@ -98,17 +97,6 @@ def test_frozen_and_keyword_only():
 @pytest.mark.parametrize(
     "slot, value",
     [
-        (
-            "conservation_config",
-            ConservationConfig(laws=["energy", "momentum"], energy_tolerance=1e-6),
-        ),
-        (
-            "multiscale_config",
-            MultiScaleConfig(
-                scales=["molecular", "atomic"], weights={"molecular": 0.5, "atomic": 0.5}
-            ),
-        ),
-        ("boundary_config", BoundaryConfig()),
         ("quantum_config", QuantumTrainingConfig()),
         ("dft_config", DFTConfig()),
         ("scf_config", SCFConfig()),

@@ -1,0 +1,120 @@
+"""Exact (hard) Dirichlet and initial conditions built into the model output.
+
+``u(x) = g(x) + D(x) * N(x)`` (Lagaris, Likas & Fotiadis, IEEE TNN 9, 1998; with the
+distance functions and transfinite lifting of Sukumar & Srivastava, CMAME 389, 2022):
+
+- each Dirichlet boundary piece ``i`` has an approximate distance function ``phi_i``
+  (:meth:`opifex.geometry.Geometry.distance_pieces`: the exact distance to a box face, a
+  trimmed-segment ADF for polygon edges, ``|r^2 - |x-c|^2| / 2r`` for circles, ``t - t0``
+  for the initial time);
+- ``D = 1 / sum_i (1 / phi_i)`` (R-equivalence with ``m = 1``), written as
+  ``prod_i phi_i / sum_i prod_{j != i} phi_j``: zero on every piece, positive inside;
+- ``g = sum_i w_i g_i(P_i x)`` with ``w_i = prod_{j != i} phi_j / sum_k prod_{j != k} phi_j``
+  (``w_i = 1`` on piece ``i``), ``g_i`` the condition's value read at the projection
+  ``P_i x`` of ``x`` onto the piece.
+
+So ``u = g_i`` on piece ``i`` to round-off, whatever the network ``N`` does, and the
+boundary terms leave the loss. Where two pieces meet (corners) both weights are undefined;
+the values there are those of the limit along the boundary only when the conditions agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from opifex.core.conditions import DirichletBC, InitialCondition, evaluate_value
+
+
+def is_hard(condition: Any) -> bool:
+    """Conditions that can be built into the output: Dirichlet values and initial values."""
+    if isinstance(condition, InitialCondition):
+        return not condition.derivative
+    return isinstance(condition, DirichletBC)
+
+
+def _excluded_products(phi: jax.Array) -> jax.Array:
+    """``prod_{j != i} phi_j`` for every ``i`` (no division, so zeros are fine)."""
+    ones = jnp.ones((1,), phi.dtype)
+    before = jnp.cumprod(jnp.concatenate([ones, phi[:-1]]))
+    after = jnp.cumprod(jnp.concatenate([ones, phi[::-1][:-1]]))[::-1]
+    return before * after
+
+
+class HardConstrainedModel(nnx.Module):
+    """``u = g + D * net`` for the hard conditions on ``domain`` (see module docstring).
+
+    Args:
+        net: the network ``N`` (maps ``(n, d)`` to ``(n, k)``).
+        domain: a geometry or ``TimeDomain`` with :meth:`distance_pieces`.
+        conditions: ``DirichletBC`` s and ``InitialCondition`` s (values, not rates).
+        n_outputs: ``k``; a condition with ``component=c`` constrains output ``c`` only.
+        space_dims: spatial dimensions when the last input is time (``None`` otherwise).
+
+    Attributes:
+        net: the trained network (the model the user passed to the trainer).
+    """
+
+    def __init__(
+        self,
+        net: nnx.Module,
+        domain: Any,
+        conditions: Sequence[Any],
+        n_outputs: int,
+        space_dims: int | None = None,
+    ) -> None:
+        self.net = net
+        pieces: list[list[tuple[Any, Any]]] = [[] for _ in range(n_outputs)]
+        for c in conditions:
+            if not is_hard(c):
+                raise ValueError(f"{type(c).__name__} cannot be enforced by construction")
+            comps = range(n_outputs) if c.component is None else [c.component]
+            for piece in domain.distance_pieces(c.boundary):
+                for k in comps:
+                    if not 0 <= k < n_outputs:
+                        raise ValueError(
+                            f"{type(c).__name__}.component={k} but the model has "
+                            f"{n_outputs} output(s)"
+                        )
+                    pieces[k].append((piece, c))
+        self.pieces = tuple(tuple(p) for p in pieces)
+        self.space_dims = space_dims
+
+    def _distance_and_lift(self, point: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(D_k, g_k)`` per output component at one point."""
+        ds, gs = [], []
+        for k, comp in enumerate(self.pieces):
+            if not comp:
+                ds.append(jnp.ones((), point.dtype))
+                gs.append(jnp.zeros((), point.dtype))
+                continue
+            phi = jnp.stack([pc.phi(point) for pc, _ in comp])
+            vals = []
+            for pc, c in comp:
+                v = jnp.asarray(evaluate_value(c.value, pc.project(point), self.space_dims))
+                vals.append(v if v.ndim == 0 else v.reshape(-1)[k if c.component is None else 0])
+            excl = _excluded_products(phi)
+            den = jnp.sum(excl)
+            safe = jnp.where(den > 0, den, 1.0)
+            ds.append(jnp.where(den > 0, jnp.prod(phi) / safe, 0.0))
+            w = jnp.where(den > 0, excl / safe, 1.0 / len(comp))
+            gs.append(jnp.sum(w * jnp.stack(vals).astype(point.dtype)))
+        return jnp.stack(ds), jnp.stack(gs)
+
+    def distance(self, x: jax.Array) -> jax.Array:
+        """``D(x)`` per output component, shape ``(n, k)``."""
+        return jax.vmap(lambda p: self._distance_and_lift(p)[0])(x.reshape(-1, x.shape[-1]))
+
+    def lift(self, x: jax.Array) -> jax.Array:
+        """``g(x)`` per output component, shape ``(n, k)``."""
+        return jax.vmap(lambda p: self._distance_and_lift(p)[1])(x.reshape(-1, x.shape[-1]))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        flat = x.reshape(-1, x.shape[-1])
+        d, g = jax.vmap(self._distance_and_lift)(flat)
+        out = self.net(flat)
+        return (g + d * out.reshape(d.shape)).reshape(*x.shape[:-1], d.shape[-1])
