@@ -28,14 +28,19 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from opifex.core.conditions import InitialCondition  # noqa: E402
+from opifex.core.physics.problem import PhysicsProblem  # noqa: E402
 from opifex.core.training.config import OptimizerConfig, TrainingConfig  # noqa: E402
 from opifex.core.training.physics_configs import (  # noqa: E402
     ConservationConfig,
     MultiScaleConfig,
 )
 from opifex.core.training.trainer import Trainer  # noqa: E402
+from opifex.geometry import Interval, TimeDomain  # noqa: E402
 from opifex.neural.operators import FNO  # noqa: E402
-from opifex.problems import burgers_periodic  # noqa: E402
+from opifex.neural.pinn import EmbeddedMLP, PeriodicEmbedding  # noqa: E402
+from opifex.problems import burgers, burgers_periodic  # noqa: E402
+from opifex.training.basic_trainer import BasicTrainer  # noqa: E402
 
 
 def fno(seed):
@@ -90,6 +95,69 @@ def conservation(seeds, steps, weight):
     return out
 
 
+PINN_NU = 0.02
+
+
+def pinn_problem(nu=PINN_NU):
+    """Periodic Burgers on [0, 1) x [0, 1], u0 = 0.3 + sin(2 pi x); mass 0.3 for all t."""
+    ic = InitialCondition(lambda x: 0.3 + jnp.sin(2 * jnp.pi * x[0]))
+    return PhysicsProblem(
+        TimeDomain(Interval(0.0, 1.0), 0.0, 1.0),
+        burgers.residual(nu),
+        [ic],
+        n_collocation=2000,
+        n_boundary=256,
+    )
+
+
+def pinn_reference(nx=256, nt=21, nu=PINN_NU):
+    xs = np.arange(nx) / nx
+    u0 = 0.3 + np.sin(2 * np.pi * xs)
+    ts = np.linspace(0.0, 1.0, nt)
+    u = np.stack([u0] + [burgers_periodic.solve(u0[None], nu=nu, t_final=t)[0] for t in ts[1:]])
+    X, T = np.meshgrid(xs, ts, indexing="ij")
+    pts = np.stack([X.ravel(), T.ravel()], 1).astype(np.float32)
+    return pts, u.T.reshape(-1, 1), (nx, nt)
+
+
+def conservation_pinn(seeds, steps, weight):
+    pts, ref, (nx, nt) = pinn_reference()
+    out = {}
+    for name, cc in (
+        ("plain", None),
+        ("mass_law", ConservationConfig(laws=["mass"], weights={"mass": weight})),
+    ):
+        runs = []
+        for s in seeds:
+            net = EmbeddedMLP(
+                [2, 64, 64, 64, 1],
+                embedding=PeriodicEmbedding(2, {0: 1.0}, harmonics=2),
+                rngs=nnx.Rngs(s),
+            )
+            cfg = config(s, steps, 1, None, conservation_config=cc)
+            tr = BasicTrainer(net, cfg)
+            t0 = time.perf_counter()
+            model, _ = tr.train(problem=pinn_problem())
+            u = np.asarray(model(jnp.asarray(pts)))
+            rel = float(np.linalg.norm(u - ref) / np.linalg.norm(ref))
+            mass = u.reshape(nx, nt).mean(0)  # exact for the periodic trig. interpolant
+            r = {
+                "relative_l2": rel,
+                "mass_drift": float(np.max(np.abs(mass - 0.3))),
+                "seconds": time.perf_counter() - t0,
+                "seed": s,
+            }
+            print("pinn", name, r, flush=True)
+            runs.append(r)
+        out[name] = {
+            "runs": runs,
+            "median_relative_l2": statistics.median(r["relative_l2"] for r in runs),
+            "median_mass_drift": statistics.median(r["mass_drift"] for r in runs),
+        }
+    out["drift_ratio"] = out["plain"]["median_mass_drift"] / out["mass_law"]["median_mass_drift"]
+    return out
+
+
 def multiscale(seeds, steps):
     x, y = burgers_periodic.dataset(1256, 128, seed=200)
     fine = (x[:32], y[:32])
@@ -123,12 +191,15 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--mass-weight", type=float, default=10.0)
-    p.add_argument("--only", choices=["conservation", "multiscale"])
+    p.add_argument("--pinn-steps", type=int, default=5000)
+    p.add_argument("--only", choices=["conservation", "pinn", "multiscale"])
     p.add_argument("--out")
     a = p.parse_args()
     res = {"seeds": a.seeds, "steps": a.steps}
     if a.only in (None, "conservation"):
         res["conservation"] = conservation(a.seeds, a.steps, a.mass_weight)
+    if a.only in (None, "pinn"):
+        res["conservation_pinn"] = conservation_pinn(a.seeds, a.pinn_steps, a.mass_weight)
     if a.only in (None, "multiscale"):
         res["multiscale"] = multiscale(a.seeds, a.steps)
     print(json.dumps({k: v for k, v in res.items()}, indent=1, default=str)[:3000])

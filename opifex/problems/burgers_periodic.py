@@ -40,8 +40,8 @@ def solve(u0: np.ndarray, *, nu: float = 0.1, t_final: float = 1.0, dt: float = 
     dealias = np.fft.rfftfreq(n, d=1.0 / n) < n / 3
     n_steps = int(np.ceil(t_final / dt))
     h = t_final / n_steps
-    ik = jnp.asarray(1j * k * dealias)
-    e_half = jnp.asarray(np.exp(-nu * k**2 * h / 2))
+    ik = jnp.asarray(1j * k * dealias)[None]
+    e_half = jnp.asarray(np.exp(-nu * k**2 * h / 2))[None]
     e_full = e_half**2
 
     def flux(v):  # -(u^2/2)_x in Fourier space
@@ -61,8 +61,8 @@ def solve(u0: np.ndarray, *, nu: float = 0.1, t_final: float = 1.0, dt: float = 
         return jax.lax.scan(step, v0, None, length=n_steps)[0]
 
     with jax.enable_x64(True):
-        v = run(jnp.fft.rfft(jnp.asarray(u0, jnp.float64), axis=-1))
-        return np.asarray(jnp.fft.irfft(v, n=n, axis=-1))
+        v = run(jnp.fft.rfft(jnp.asarray(u0, jnp.float64).reshape(-1, n), axis=-1))
+        return np.asarray(jnp.fft.irfft(v, n=n, axis=-1)).reshape(u0.shape)
 
 
 def dataset(

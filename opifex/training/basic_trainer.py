@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from opifex.core.conditions import InitialCondition
 from opifex.core.physics.constraints import HardConstrainedModel, is_hard
 from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
 from opifex.core.physics.problem import PhysicsProblem
@@ -75,6 +76,7 @@ class PhysicsTask:
         condition_sets: Sequence[ConditionSet] = (),
         space_dims: int | None = None,
         domain: Any = None,
+        all_conditions: Sequence[Any] = (),
     ) -> tuple[Any, Any]:
         if not isinstance(train_data, tuple | list) or len(train_data) != 2:
             raise TypeError(
@@ -113,6 +115,14 @@ class PhysicsTask:
                 )
             whole["boundary"] = (bp, bv)
         self.conditions = tuple(cs.condition for cs in condition_sets)
+        self._initial = next(
+            (
+                c
+                for c in all_conditions
+                if isinstance(c, InitialCondition) and not c.derivative and c.component is None
+            ),
+            None,
+        )
         whole["conditions"] = [
             {"points": cs.points, "normals": cs.normals, "images": cs.images}
             for cs in condition_sets
@@ -126,7 +136,7 @@ class PhysicsTask:
                     "problem=PhysicsProblem(...) to train"
                 )
             if self.conservation.laws:
-                whole.update(conservation_nodes(domain, self.conservation.config))
+                whole.update(conservation_nodes(domain, self.conservation.config, self._initial))
         if self.loss.pde_residual is None and not (
             self.has_targets or whole.get("boundary") or condition_sets
         ):
@@ -356,6 +366,7 @@ class BasicTrainer(Trainer):
                 condition_sets=sets,
                 space_dims=problem.space_dims,
                 domain=problem.domain,
+                all_conditions=problem.conditions,
             )
         if train_data is None:
             raise ValueError("train_data is required (or pass problem=...)")
@@ -392,6 +403,7 @@ class BasicTrainer(Trainer):
             condition_sets=sets,
             space_dims=sampler.space_dims,
             domain=domain,
+            all_conditions=conditions,
         )
 
     def _constrain(

@@ -57,8 +57,9 @@ class ConservationConfig(_ConfigBase):
     - any name in ``densities``: ``rho = densities[name](u)`` (scalar or vector).
 
     What is compared depends on the training setting (see ``docs/physics_configs.md``):
-    a time-dependent PINN keeps ``Q(t)`` equal to ``Q(t0)`` (Gauss-Legendre quadrature in
-    space at ``time_points`` times); field-to-field data compares ``Q`` of the prediction
+    a time-dependent PINN keeps ``Q(t)`` equal to the quantity of its initial condition
+    (of the model at ``t0`` when there is none), by Gauss-Legendre quadrature in space at
+    ``time_points`` times; field-to-field data compares ``Q`` of the prediction
     with ``Q`` of the target (or of the input, ``reference="input"``), integrating over the
     grid; plain vectors (``(n, C)`` targets) compare ``rho`` of the prediction and target.
 

@@ -108,18 +108,27 @@ class ConservationTerms:
             nodes, w = whole["conservation_nodes"], whole["conservation_weights"]
             u = model(nodes.reshape(-1, nodes.shape[-1]))
             u = u.reshape(*nodes.shape[:2], -1)
+            u0 = whole.get("conservation_initial")
             for law in self.laws:
                 q = jnp.einsum("tqm,q->tm", self.density(law, u), w)
-                d = q[1:] - q[:1]
+                if u0 is None:  # no initial data: the model's own Q(t0)
+                    d = q[1:] - q[:1]
+                else:  # the quantity of the initial condition
+                    q0 = jnp.einsum("qm,q->m", self.density(law, u0.astype(u.dtype)), w)
+                    d = q - q0[None]
                 self._report(law, jnp.mean(d * d), terms, metrics)
         if self.symmetry is not None:
             self._symmetry(model, points, model(points), weights, terms, metrics)
         return terms, metrics
 
 
-def conservation_nodes(domain: Any, config: ConservationConfig) -> dict[str, jax.Array]:
+def conservation_nodes(
+    domain: Any, config: ConservationConfig, initial: Any = None
+) -> dict[str, jax.Array]:
     """Space-time quadrature for the PINN setting: ``time_points`` times uniformly in
-    ``[t0, t1]`` (``t0`` first) times the spatial rule of ``domain.geometry``."""
+    ``[t0, t1]`` (``t0`` first) times the spatial rule of ``domain.geometry``; with an
+    ``InitialCondition`` (values, all components), also its values at the spatial nodes,
+    whose quantities are then the conserved reference."""
     from opifex.geometry import TimeDomain
 
     if not isinstance(domain, TimeDomain):
@@ -137,10 +146,17 @@ def conservation_nodes(domain: Any, config: ConservationConfig) -> dict[str, jax
         ],
         axis=-1,
     )
-    return {
+    out = {
         "conservation_nodes": jnp.asarray(nodes, jnp.float32),
         "conservation_weights": jnp.asarray(w, jnp.float32),
     }
+    if initial is not None:
+        from opifex.core.conditions import evaluate_value
+
+        g = jax.vmap(lambda p: jnp.asarray(evaluate_value(initial.value, p, domain.space_dims)))
+        vals = g(jnp.asarray(nodes[0]))
+        out["conservation_initial"] = vals.reshape(len(x), -1).astype(jnp.float32)
+    return out
 
 
 # ------------------------------------------------------------------ multiscale

@@ -204,6 +204,19 @@ def test_pinn_drift_uses_time_points_and_quadrature_points():
     assert abs(_pinn_mass(4, 8) - exact) < 1e-5
 
 
+def test_pinn_reference_is_the_initial_conditions_quantity():
+    from opifex.core.training.physics_terms import conservation_nodes
+
+    cfg = ConservationConfig(laws=["mass"], time_points=5, quadrature_points=8)
+    dom = TimeDomain(Interval(0.0, 1.0), 0.0, 1.0)
+    ic = InitialCondition(lambda x: 2.0 * x[0])  # mass 1
+    whole = conservation_nodes(dom, cfg, ic)
+    _, m = ConservationTerms(cfg).pinn(SpaceTime(), jnp.zeros((4, 2)), jnp.ones(4), whole)
+    t = np.linspace(0, 1, 5)  # Q(t) - 1 at every time, t0 included
+    want = np.sqrt(np.mean((t * (np.e - 1) - 1.0) ** 2))
+    assert float(m["mass_violation"]) == pytest.approx(want, rel=1e-5)
+
+
 def test_pinn_conservation_needs_a_time_domain(quiet_config):
     cfg = quiet_config(num_epochs=1, conservation_config=ConservationConfig(laws=["mass"]))
     tr = BasicTrainer(StandardMLP([2, 8, 1], rngs=nnx.Rngs(0)), cfg)
