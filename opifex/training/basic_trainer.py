@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from opifex.core.conditions import InitialCondition
-from opifex.core.physics.constraints import HardConstrainedModel, is_hard
+from opifex.core.physics.constraints import HardConstrainedModel, HardConstraint, is_hard
 from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.core.training.components import TrainingComponentBase
@@ -57,6 +57,8 @@ class PhysicsTask:
             )
         cc = config.conservation_config
         self.conservation = None if cc is None else ConservationTerms(cc)
+        #: hard Dirichlet/initial conditions applied to the network (``BoundaryConfig``)
+        self.constraint: HardConstraint | None = None
         bc = config.boundary_config
         self.boundary_config = bc
         if bc is not None and loss.config.boundary_weight != 1.0:
@@ -229,6 +231,10 @@ class PhysicsTask:
             for c, a in zip(self.conditions, whole["conditions"], strict=True)
         ]
 
+    def _u(self, model):
+        """The model the loss sees: the network, or ``g + D * net`` under hard conditions."""
+        return model if self.constraint is None else self.constraint.bind(model)
+
     def _residual_arrays(self, model, points, whole):
         """Per-point residuals of the PDE and of every condition (one evaluation)."""
         return self.loss.residual_arrays(
@@ -242,6 +248,7 @@ class PhysicsTask:
     def objective(self, model, batch, weights, whole, key):
         """Loss terms, plus PDE-residual statistics over the batch's (unpadded) points:
         ``residual_rms`` and ``residual_max`` (largest absolute residual)."""
+        model = self._u(model)
         points = batch[0]
         res = self._residual_arrays(model, points, whole)
         terms = self.loss.terms_from_residuals(res, weights)
@@ -260,6 +267,7 @@ class PhysicsTask:
 
     def residual_terms(self, model, batch, weights, whole, key):
         """Per-point residuals of every term (padding rows zeroed) and their valid counts."""
+        model = self._u(model)
         points = batch[0]
         res = self._residual_arrays(model, points, whole)
         if self.has_targets:
@@ -275,11 +283,11 @@ class PhysicsTask:
 
     def point_residual_abs(self, model, points, whole):
         """``|r(x)|`` of the PDE residual at each point (vector residuals: Euclidean norm)."""
-        return jnp.linalg.norm(self.loss.residuals(model, points), axis=1)
+        return jnp.linalg.norm(self.loss.residuals(self._u(model), points), axis=1)
 
     def eval_fn(self, model, data):
         """Validation against reference values: the same metrics as supervised training."""
-        return self._supervised.eval_fn(model, data)
+        return self._supervised.eval_fn(self._u(model), data)
 
 
 class BasicTrainer(Trainer):
@@ -308,7 +316,6 @@ class BasicTrainer(Trainer):
                 "this version; leave meta_optimizer=None"
             )
         super().__init__(model, config, rngs=rngs, callbacks=callbacks)
-        self._net = model
         self.physics_loss: PhysicsInformedLoss | None = None
 
     def set_physics_loss(self, physics_loss: PhysicsInformedLoss) -> None:
@@ -358,15 +365,17 @@ class BasicTrainer(Trainer):
                 self.set_physics_loss(problem.loss)
             points, sets = problem.sample()
             sets = self._constrain(problem.domain, sets, problem.space_dims, boundary_data)
-            return self._train(
-                val_data,
-                "problem",
-                (points, None),
-                boundary_data=boundary_data,
-                condition_sets=sets,
-                space_dims=problem.space_dims,
-                domain=problem.domain,
-                all_conditions=problem.conditions,
+            return self._returned(
+                self._train(
+                    val_data,
+                    "problem",
+                    (points, None),
+                    boundary_data=boundary_data,
+                    condition_sets=sets,
+                    space_dims=problem.space_dims,
+                    domain=problem.domain,
+                    all_conditions=problem.conditions,
+                )
             )
         if train_data is None:
             raise ValueError("train_data is required (or pass problem=...)")
@@ -395,57 +404,70 @@ class BasicTrainer(Trainer):
         )
         sets = sampler.sample()[1] if conditions else []
         sets = self._constrain(domain, sets, sampler.space_dims, boundary_data)
-        return self._train(
-            val_data,
-            "train_data",
-            train_data,
-            boundary_data=boundary_data,
-            condition_sets=sets,
-            space_dims=sampler.space_dims,
-            domain=domain,
-            all_conditions=conditions,
+        return self._returned(
+            self._train(
+                val_data,
+                "train_data",
+                train_data,
+                boundary_data=boundary_data,
+                condition_sets=sets,
+                space_dims=sampler.space_dims,
+                domain=domain,
+                all_conditions=conditions,
+            )
         )
 
     def _constrain(
         self, domain: Any, sets: list[ConditionSet], space_dims: int | None, boundary_data: Any
     ) -> list[ConditionSet]:
-        """Apply ``BoundaryConfig(enforcement="hard")``: build the Dirichlet and initial
-        values into the model (``u = g + D * net``) and return the conditions that stay
-        soft. Without it, train the network itself."""
+        """Apply ``BoundaryConfig(enforcement="hard")``: the task then trains
+        ``u = g + D * net`` (the Dirichlet and initial values built in); returns the
+        conditions that stay soft. The parameters are the network's either way, so
+        checkpoints and resuming do not depend on it."""
         bc = self.config.boundary_config
-        if bc is None or bc.enforcement == "soft":
-            if self.model is not self._net:
-                self._set_model(self._net)
-            return list(sets)
-        if boundary_data is not None:
-            raise ValueError(
-                "BoundaryConfig(enforcement='hard') builds conditions into the model from the "
-                "geometry; boundary_data point pairs cannot be, so give the values as "
-                "DirichletBC conditions on the domain instead of boundary_data"
-            )
-        hard = [cs.condition for cs in sets if is_hard(cs.condition)]
-        if domain is None or not hard:
-            raise ValueError(
-                "BoundaryConfig(enforcement='hard') needs DirichletBC or InitialCondition "
-                "conditions on a geometry: pass problem=PhysicsProblem(...) or domain=... with "
-                "PhysicsInformedLoss(boundary_conditions=[...])"
-            )
-        key = (id(domain), tuple(hard), space_dims)
-        if getattr(self, "_hard_key", None) != key:
-            d = domain.dim
-            graphdef, state = nnx.split(self._net)
-            out = jax.eval_shape(
-                lambda st, x: nnx.merge(graphdef, st)(x),
-                state,
-                jax.ShapeDtypeStruct((1, d), jnp.float32),
-            )
-            if len(out.shape) != 2:
+        constraint = None
+        if bc is not None and bc.enforcement == "hard":
+            if boundary_data is not None:
                 raise ValueError(
-                    f"the model must map (n, {d}) points to (n, k) outputs, got {out.shape}"
+                    "BoundaryConfig(enforcement='hard') builds conditions into the model from "
+                    "the geometry; boundary_data point pairs cannot be, so give the values as "
+                    "DirichletBC conditions on the domain instead of boundary_data"
                 )
-            self._set_model(HardConstrainedModel(self._net, domain, hard, out.shape[1], space_dims))
-            self._hard_key = key
-        return [cs for cs in sets if not is_hard(cs.condition)]
+            hard = [cs.condition for cs in sets if is_hard(cs.condition)]
+            if domain is None or not hard:
+                raise ValueError(
+                    "BoundaryConfig(enforcement='hard') needs DirichletBC or InitialCondition "
+                    "conditions on a geometry: pass problem=PhysicsProblem(...) or domain=... "
+                    "with PhysicsInformedLoss(boundary_conditions=[...])"
+                )
+            old = self.task.constraint
+            if old is not None and old.conditions == tuple(hard) and old.domain is domain:
+                constraint = old
+            else:
+                graphdef, state = nnx.split(self.model)
+                out = jax.eval_shape(
+                    lambda st, x: nnx.merge(graphdef, st)(x),
+                    state,
+                    jax.ShapeDtypeStruct((1, domain.dim), jnp.float32),
+                )
+                if len(out.shape) != 2:
+                    raise ValueError(
+                        f"the model must map (n, {domain.dim}) points to (n, k) outputs, got "
+                        f"{out.shape}"
+                    )
+                constraint = HardConstraint(domain, hard, out.shape[1], space_dims)
+            sets = [cs for cs in sets if not is_hard(cs.condition)]
+        if constraint is not self.task.constraint:
+            self.task.constraint = constraint
+            self._engines = {}  # the objective changed: compile it again
+            self._engine_key = None
+        return list(sets)
+
+    def _returned(self, result: tuple) -> tuple:
+        """``(model, history)``, the model wrapped with its hard conditions if any."""
+        model, history = result
+        c = getattr(self.task, "constraint", None)
+        return (model if c is None else HardConstrainedModel(model, c)), history
 
     @staticmethod
     def _check_inside(domain: Any, train_data: Any) -> None:

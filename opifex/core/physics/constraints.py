@@ -20,7 +20,7 @@ the values there are those of the limit along the boundary only when the conditi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -45,29 +45,23 @@ def _excluded_products(phi: jax.Array) -> jax.Array:
     return before * after
 
 
-class HardConstrainedModel(nnx.Module):
-    """``u = g + D * net`` for the hard conditions on ``domain`` (see module docstring).
+class HardConstraint:
+    """``net -> g + D * net`` for the hard conditions on ``domain`` (see module docstring).
 
     Args:
-        net: the network ``N`` (maps ``(n, d)`` to ``(n, k)``).
         domain: a geometry or ``TimeDomain`` with :meth:`distance_pieces`.
         conditions: ``DirichletBC`` s and ``InitialCondition`` s (values, not rates).
         n_outputs: ``k``; a condition with ``component=c`` constrains output ``c`` only.
         space_dims: spatial dimensions when the last input is time (``None`` otherwise).
-
-    Attributes:
-        net: the trained network (the model the user passed to the trainer).
     """
 
     def __init__(
         self,
-        net: nnx.Module,
         domain: Any,
         conditions: Sequence[Any],
         n_outputs: int,
         space_dims: int | None = None,
     ) -> None:
-        self.net = net
         pieces: list[list[tuple[Any, Any]]] = [[] for _ in range(n_outputs)]
         for c in conditions:
             if not is_hard(c):
@@ -83,6 +77,8 @@ class HardConstrainedModel(nnx.Module):
                     pieces[k].append((piece, c))
         self.pieces = tuple(tuple(p) for p in pieces)
         self.space_dims = space_dims
+        self.conditions = tuple(conditions)
+        self.domain = domain
 
     def _distance_and_lift(self, point: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(D_k, g_k)`` per output component at one point."""
@@ -113,8 +109,32 @@ class HardConstrainedModel(nnx.Module):
         """``g(x)`` per output component, shape ``(n, k)``."""
         return jax.vmap(lambda p: self._distance_and_lift(p)[1])(x.reshape(-1, x.shape[-1]))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, net: Callable, x: jax.Array) -> jax.Array:
+        """``g(x) + D(x) * net(x)`` for points ``x`` of shape ``(..., d)``."""
         flat = x.reshape(-1, x.shape[-1])
         d, g = jax.vmap(self._distance_and_lift)(flat)
-        out = self.net(flat)
+        out = net(flat)
         return (g + d * out.reshape(d.shape)).reshape(*x.shape[:-1], d.shape[-1])
+
+    def bind(self, net: Callable) -> Callable:
+        """The constrained model as a function of points."""
+        return lambda x: self(net, x)
+
+
+class HardConstrainedModel(nnx.Module):
+    """A trained network with its hard conditions: ``model(x) = g(x) + D(x) * net(x)``.
+
+    What ``BasicTrainer.train`` returns under ``BoundaryConfig(enforcement="hard")``. The
+    network is shared, not copied: training it trains this model.
+
+    Attributes:
+        net: the network.
+        constraint: the :class:`HardConstraint` (distance function and lift).
+    """
+
+    def __init__(self, net: nnx.Module, constraint: HardConstraint) -> None:
+        self.net = net
+        self.constraint = constraint
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.constraint(self.net, x)

@@ -218,8 +218,8 @@ class BoundaryConfig(_ConfigBase):
             the model, ``u = g + D * N`` (:mod:`opifex.core.physics.constraints`), exact to
             round-off, and their terms leave the loss (Neumann, Robin, periodic and
             initial-rate conditions stay soft). Hard enforcement needs the geometry
-            (``BasicTrainer.train(problem=...)`` or ``domain=...``); the trained model
-            returned is then the constrained one, wrapping the network you passed.
+            (``BasicTrainer.train(problem=...)`` or ``domain=...``); ``train`` then returns
+            a ``HardConstrainedModel`` sharing the network you passed.
         weight: weight of the soft boundary terms (it replaces
             ``PhysicsLossConfig.boundary_weight``, which must then stay at its default).
     """

@@ -466,3 +466,30 @@ def test_initial_condition_alone_can_be_hard(quiet_config):
     model, _ = tr.train(problem=PhysicsProblem(dom, adv, [ic], 64, 16))
     x = jnp.stack([jnp.linspace(0, 1, 50), jnp.zeros(50)], 1)
     assert np.max(np.abs(model(x)[:, 0] - jnp.sin(2 * jnp.pi * x[:, 0]))) <= 1e-6
+
+
+def test_hard_enforcement_resumes_bit_identically(quiet_config, tmp_path):
+    from opifex.core.training.config import CheckpointConfig
+
+    kw = dict(
+        num_epochs=10,
+        learning_rate=1e-2,
+        checkpoint_frequency=5,
+        log_frequency=5,
+        boundary_config=BoundaryConfig(enforcement="hard"),
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck")),
+    )
+    prob = burgers.problem(n_collocation=64, n_boundary=16)
+    full = StandardMLP([2, 8, 1], rngs=nnx.Rngs(0))
+    u_full, _ = BasicTrainer(full, quiet_config(**kw)).train(problem=prob)
+
+    again = StandardMLP([2, 8, 1], rngs=nnx.Rngs(4))
+    t2 = BasicTrainer(again, quiet_config(**kw))
+    t2.set_physics_loss(prob.loss)
+    t2.load_checkpoint(epoch=5)
+    u_again, _ = t2.train(problem=prob)
+    jax.tree.map(
+        np.testing.assert_array_equal, nnx.state(again, nnx.Param), nnx.state(full, nnx.Param)
+    )
+    x = jnp.asarray(prob.domain.sample_interior(32, seed=1))
+    np.testing.assert_array_equal(u_again(x), u_full(x))
