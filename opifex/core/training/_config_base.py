@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -55,7 +56,7 @@ def _check_float(
 ) -> None:
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         _fail(cls, field, f"must be a finite number, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
         _fail(cls, field, f"must be {'>' if low_open else '>='} {low}, got {value!r}")

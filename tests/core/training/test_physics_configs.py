@@ -108,6 +108,9 @@ def test_symmetry_law_measures_equivariance():
     _, even = _violation(cfg, Pointwise(a=0.0, b=1.0), x, y)  # u = x^2 is even
     want = np.sqrt(np.mean((2 * x**2) ** 2))
     assert even["symmetry_violation"] == pytest.approx(want, rel=1e-5)
+    assert even["symmetry_within_tolerance"] == 0.0
+    _, loose = _violation(cfg.replace(symmetry_tolerance=2 * want), Pointwise(a=0.0, b=1.0), x, y)
+    assert loose["symmetry_within_tolerance"] == 1.0
 
 
 def test_conservation_penalty_changes_the_gradient_and_weights_scale_it():
@@ -369,14 +372,14 @@ def test_multiscale_refuses_a_physics_loss(quiet_config):
 
 
 # ---------------------------------------------------------------------- boundary
-def _burgers_trainer(quiet_config, boundary, **extra):
+def _burgers_trainer(quiet_config, boundary, cls=BasicTrainer, **extra):
     cfg = quiet_config(num_epochs=40, learning_rate=3e-3, boundary_config=boundary, **extra)
-    return BasicTrainer(StandardMLP([2, 16, 1], rngs=nnx.Rngs(0)), cfg)
+    return cls(StandardMLP([2, 16, 1], rngs=nnx.Rngs(0)), cfg)
 
 
-def test_hard_enforcement_is_exact_and_drops_the_terms(quiet_config):
-    net = None
-    tr = _burgers_trainer(quiet_config, BoundaryConfig(enforcement="hard"))
+@pytest.mark.parametrize("trainer_cls", [BasicTrainer, ModularTrainer])
+def test_hard_enforcement_is_exact_and_drops_the_terms(trainer_cls, quiet_config):
+    tr = _burgers_trainer(quiet_config, BoundaryConfig(enforcement="hard"), trainer_cls)
     net = tr.model
     prob = burgers.problem(n_collocation=256, n_boundary=32)
     model, h = tr.train(problem=prob)
