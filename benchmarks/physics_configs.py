@@ -29,8 +29,13 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from opifex.core.conditions import InitialCondition  # noqa: E402
+from opifex.core.physics.losses import PhysicsLossConfig  # noqa: E402
 from opifex.core.physics.problem import PhysicsProblem  # noqa: E402
-from opifex.core.training.config import OptimizerConfig, TrainingConfig  # noqa: E402
+from opifex.core.training.config import (  # noqa: E402
+    OptimizerConfig,
+    OptimizerStage,
+    TrainingConfig,
+)
 from opifex.core.training.physics_configs import (  # noqa: E402
     ConservationConfig,
     MultiScaleConfig,
@@ -66,7 +71,7 @@ def config(seed, steps, steps_per_epoch, batch, **physics):
     )
 
 
-def conservation(seeds, steps, weight):
+def conservation(seeds, steps, weight, penalty="square", variants=("plain", "mass_law")):
     x, y = burgers_periodic.dataset(712, 128, seed=100)
     xtr, ytr, xte, yte = x[:512], y[:512], x[512:], y[512:]
     out = {}
@@ -74,9 +79,13 @@ def conservation(seeds, steps, weight):
         ("plain", None),
         (
             "mass_law",
-            ConservationConfig(laws=["mass"], reference="input", weights={"mass": weight}),
+            ConservationConfig(
+                laws=["mass"], reference="input", weights={"mass": weight}, penalty=penalty
+            ),
         ),
     ):
+        if name not in variants:
+            continue
         runs = []
         for s in seeds:
             model = fno(s)
@@ -91,14 +100,17 @@ def conservation(seeds, steps, weight):
             "median_relative_l2": statistics.median(r["relative_l2"] for r in runs),
             "median_mass_drift": statistics.median(r["mass_drift"] for r in runs),
         }
-    out["drift_ratio"] = out["plain"]["median_mass_drift"] / out["mass_law"]["median_mass_drift"]
+    if len(out) == 2:
+        out["drift_ratio"] = (
+            out["plain"]["median_mass_drift"] / out["mass_law"]["median_mass_drift"]
+        )
     return out
 
 
 PINN_NU = 0.02
 
 
-def pinn_problem(nu=PINN_NU):
+def pinn_problem(nu=PINN_NU, loss_config=None):
     """Periodic Burgers on [0, 1) x [0, 1], u0 = 0.3 + sin(2 pi x); mass 0.3 for all t."""
     ic = InitialCondition(lambda x: 0.3 + jnp.sin(2 * jnp.pi * x[0]))
     return PhysicsProblem(
@@ -107,6 +119,7 @@ def pinn_problem(nu=PINN_NU):
         [ic],
         n_collocation=2000,
         n_boundary=256,
+        loss_config=loss_config,
     )
 
 
@@ -120,13 +133,37 @@ def pinn_reference(nx=256, nt=21, nu=PINN_NU):
     return pts, u.T.reshape(-1, 1), (nx, nt)
 
 
-def conservation_pinn(seeds, steps, weight):
+def conservation_pinn(
+    seeds,
+    steps,
+    weight,
+    lbfgs_steps=0,
+    quadrature_points=32,
+    variants=("plain", "mass_law"),
+    weighting=None,
+    penalty="square",
+):
+    lc = (
+        None
+        if weighting is None
+        else PhysicsLossConfig(adaptive_weighting=True, weighting=weighting)
+    )
     pts, ref, (nx, nt) = pinn_reference()
     out = {}
     for name, cc in (
         ("plain", None),
-        ("mass_law", ConservationConfig(laws=["mass"], weights={"mass": weight})),
+        (
+            "mass_law",
+            ConservationConfig(
+                laws=["mass"],
+                weights={"mass": weight},
+                quadrature_points=quadrature_points,
+                penalty=penalty,
+            ),
+        ),
     ):
+        if name not in variants:
+            continue
         runs = []
         for s in seeds:
             net = EmbeddedMLP(
@@ -135,9 +172,11 @@ def conservation_pinn(seeds, steps, weight):
                 rngs=nnx.Rngs(s),
             )
             cfg = config(s, steps, 1, None, conservation_config=cc)
+            if lbfgs_steps:
+                cfg = cfg.replace(stages=(OptimizerStage(num_epochs=lbfgs_steps),))
             tr = BasicTrainer(net, cfg)
             t0 = time.perf_counter()
-            model, _ = tr.train(problem=pinn_problem())
+            model, _ = tr.train(problem=pinn_problem(loss_config=lc))
             u = np.asarray(model(jnp.asarray(pts)))
             rel = float(np.linalg.norm(u - ref) / np.linalg.norm(ref))
             mass = u.reshape(nx, nt).mean(0)  # exact for the periodic trig. interpolant
@@ -154,7 +193,10 @@ def conservation_pinn(seeds, steps, weight):
             "median_relative_l2": statistics.median(r["relative_l2"] for r in runs),
             "median_mass_drift": statistics.median(r["mass_drift"] for r in runs),
         }
-    out["drift_ratio"] = out["plain"]["median_mass_drift"] / out["mass_law"]["median_mass_drift"]
+    if len(out) == 2:
+        out["drift_ratio"] = (
+            out["plain"]["median_mass_drift"] / out["mass_law"]["median_mass_drift"]
+        )
     return out
 
 
@@ -192,6 +234,8 @@ def main():
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--mass-weight", type=float, default=10.0)
     p.add_argument("--pinn-steps", type=int, default=5000)
+    p.add_argument("--pinn-lbfgs-steps", type=int, default=0)
+    p.add_argument("--pinn-weighting", choices=["grad_norm", "lra", "relobralo", "softadapt"])
     p.add_argument("--only", choices=["conservation", "pinn", "multiscale"])
     p.add_argument("--out")
     a = p.parse_args()
@@ -199,7 +243,9 @@ def main():
     if a.only in (None, "conservation"):
         res["conservation"] = conservation(a.seeds, a.steps, a.mass_weight)
     if a.only in (None, "pinn"):
-        res["conservation_pinn"] = conservation_pinn(a.seeds, a.pinn_steps, a.mass_weight)
+        res["conservation_pinn"] = conservation_pinn(
+            a.seeds, a.pinn_steps, a.mass_weight, a.pinn_lbfgs_steps, weighting=a.pinn_weighting
+        )
     if a.only in (None, "multiscale"):
         res["multiscale"] = multiscale(a.seeds, a.steps)
     print(json.dumps({k: v for k, v in res.items()}, indent=1, default=str)[:3000])

@@ -63,8 +63,8 @@ class ConservationConfig(_ConfigBase):
     with ``Q`` of the target (or of the input, ``reference="input"``), integrating over the
     grid; plain vectors (``(n, C)`` targets) compare ``rho`` of the prediction and target.
 
-    Each law adds a loss term ``conservation_<law>`` (the mean square violation, weight
-    ``weights[law]``, default 1) and reports ``<law>_violation`` (root mean square of the
+    Each law adds a loss term ``conservation_<law>`` (weight ``weights[law]``, default 1)
+    and reports ``<law>_violation`` (root mean square of the
     violation) and ``<law>_within_tolerance`` (1 when the violation is at most the law's
     tolerance; averaged over an epoch's steps in training metrics).
 
@@ -74,6 +74,12 @@ class ConservationConfig(_ConfigBase):
             symmetry_tolerance: absolute tolerances of the built-in laws.
         tolerances: tolerances of the laws defined in ``densities`` (default 1e-6).
         weights: loss weight per law (default 1 for each).
+        penalty: ``"square"``: the term is the mean square violation (smooth; its pull
+            fades quadratically as the violation shrinks); ``"norm"``: the root mean square
+            violation, an exact penalty in the sense of Nocedal & Wright (Numerical
+            Optimization, 2nd ed., sec. 17.2): above a finite weight the constrained optimum
+            is a minimiser of the penalised loss, so the violation can be driven towards
+            zero instead of settling where its small gradient balances the other terms.
         densities: ``name -> rho(u)`` for your own laws (``u`` one point's channels).
         symmetry_transform: ``(T_in, T_out)`` acting on batches, for ``symmetry``.
         reference: ``"target"`` or ``"input"`` (field data: conserve the input's quantity;
@@ -92,6 +98,7 @@ class ConservationConfig(_ConfigBase):
     symmetry_tolerance: float = 1e-6
     tolerances: Mapping[str, float] | None = None
     weights: Mapping[str, float] | None = None
+    penalty: str = "square"
     densities: Mapping[str, Callable] | None = None
     symmetry_transform: tuple[Callable, Callable] | None = None
     reference: str = "target"
@@ -140,6 +147,7 @@ class ConservationConfig(_ConfigBase):
             if not isinstance(t, tuple | list) or len(t) != 2 or not all(map(callable, t)):
                 _fail(c, "symmetry_transform", f"must be a pair of callables, got {t!r}")
         _check_choice(c, "reference", self.reference, ("target", "input"))
+        _check_choice(c, "penalty", self.penalty, ("square", "norm"))
         _check_float(c, "domain_volume", self.domain_volume, low=0.0, low_open=True)
         _check_int(c, "quadrature_points", self.quadrature_points, 2)
         _check_int(c, "time_points", self.time_points, 2)

@@ -24,6 +24,10 @@ _DENSITIES: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+#: smoothing of the ``penalty="norm"`` term at zero violation
+_NORM_EPS = 1e-8
+
+
 def _weighted_mean(values: jax.Array, weights: jax.Array | None) -> jax.Array:
     """Mean over the leading axis of per-sample values (``weights`` 0 masks padding)."""
     if weights is None:
@@ -64,7 +68,10 @@ class ConservationTerms:
         return self.config.domain_volume * jnp.mean(r, axis=tuple(range(1, u.ndim - 1)))
 
     def _report(self, law: str, mean_sq: jax.Array, terms: dict, metrics: dict) -> None:
-        terms[f"conservation_{law}"] = mean_sq
+        if self.config.penalty == "square":
+            terms[f"conservation_{law}"] = mean_sq
+        else:  # the norm: its gradient does not fade as the violation goes to zero
+            terms[f"conservation_{law}"] = jnp.sqrt(mean_sq + _NORM_EPS**2)
         rms = jnp.sqrt(mean_sq)
         metrics[f"{law}_violation"] = rms
         metrics[f"{law}_within_tolerance"] = (rms <= self.config.tolerance(law)).astype(jnp.float32)

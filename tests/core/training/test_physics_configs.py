@@ -131,6 +131,28 @@ def test_conservation_penalty_changes_the_gradient_and_weights_scale_it():
     assert np.allclose(g3, 3 * g1, rtol=1e-5)
 
 
+def test_norm_penalty_keeps_its_pull_as_the_violation_vanishes():
+    x = jnp.asarray(_vectors()[0])
+
+    def grad_norm(penalty, eps):
+        cfg = ConservationConfig(laws=["mass"], penalty=penalty)
+        y = x * (1.0 + eps)  # targets a relative eps away from the prediction u = x
+
+        def loss(m):
+            return ConservationTerms(cfg).supervised(m, x, m(x), y)[0]["conservation_mass"]
+
+        g = nnx.grad(loss)(Pointwise(a=1.0))
+        return abs(float(g.a[...]))
+
+    # the squared penalty's gradient shrinks with the violation, the norm's does not
+    assert grad_norm("square", 1e-3) < 2e-3 * grad_norm("square", 1.0)
+    assert grad_norm("norm", 1e-3) == pytest.approx(grad_norm("norm", 1.0), rel=1e-3)
+    t, m = _violation(ConservationConfig(laws=["mass"], penalty="norm"), Pointwise(), x, 2 * x)
+    assert float(t["conservation_mass"]) == pytest.approx(m["mass_violation"], rel=1e-5)
+    with pytest.raises(ValueError, match="penalty"):
+        ConservationConfig(penalty="cubic")
+
+
 def _fit(trainer_cls, cfg, data, val=None, d_in=3):
     model = StandardMLP([d_in, 16, 3], rngs=nnx.Rngs(0))
     tr = trainer_cls(model, cfg)
@@ -496,3 +518,19 @@ def test_hard_enforcement_resumes_bit_identically(quiet_config, tmp_path):
     )
     x = jnp.asarray(prob.domain.sample_interior(32, seed=1))
     np.testing.assert_array_equal(u_again(x), u_full(x))
+
+
+def test_physics_configs_round_trip_through_yaml(tmp_path):
+    from opifex.core.training.config import TrainingConfig
+
+    cfg = TrainingConfig(
+        conservation_config=ConservationConfig(
+            laws=["mass", "energy"], weights={"mass": 2.0}, reference="input"
+        ),
+        multiscale_config=MultiScaleConfig(
+            scales=["a", "b"], coupling=True, restriction="subsample"
+        ),
+        boundary_config=BoundaryConfig(enforcement="hard"),
+    )
+    cfg.save(tmp_path / "c.yaml")
+    assert TrainingConfig.load(tmp_path / "c.yaml") == cfg
