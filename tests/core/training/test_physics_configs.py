@@ -534,3 +534,32 @@ def test_physics_configs_round_trip_through_yaml(tmp_path):
     )
     cfg.save(tmp_path / "c.yaml")
     assert TrainingConfig.load(tmp_path / "c.yaml") == cfg
+
+
+def test_configs_left_unset_add_nothing_to_the_traced_step(quiet_config):
+    """'Zero runtime overhead': without physics configs the objective traces to exactly the
+    data loss; with one, its terms appear."""
+    from opifex.core.training.losses import mse
+
+    x, y = (jnp.asarray(a) for a in _vectors(8))
+    w = jnp.ones(8)
+    model = Pointwise(a=1.0)
+
+    def n_eqns(fn):
+        return len(jax.make_jaxpr(fn)(x, y, w).eqns)
+
+    plain = Trainer(model, quiet_config()).task
+
+    def bare(x, y, w):
+        return {"data": mse(model(x), y, w)}
+
+    key = jax.random.key(0)
+
+    def task_objective(task):
+        return lambda x, y, w: task.objective(model, (x, y), w, None, key)[0]
+
+    assert n_eqns(task_objective(plain)) == n_eqns(bare)
+    with_cons = Trainer(
+        model, quiet_config(conservation_config=ConservationConfig(laws=["mass"]))
+    ).task
+    assert n_eqns(task_objective(with_cons)) > n_eqns(bare)
