@@ -77,6 +77,11 @@ class FNO(nnx.Module):
         n_layers: number of Fourier layers.
         activation: name or callable (default GELU, as in Li et al.).
         projection_width: hidden width of the output projection (default ``2 * width``).
+        grid_channels: append the grid coordinates (``linspace(0, 1, n)`` per axis) to the
+            input channels, as Li et al. do; ``in_channels`` counts your channels only.
+        padding: zero-pad each spatial axis by this many points after the lift and crop
+            before the projection (for non-periodic data such as Darcy flow, where the
+            Fourier layers would otherwise wrap the boundaries around).
         rngs: ``nnx.Rngs`` for initialisation.
 
     Example:
@@ -96,6 +101,8 @@ class FNO(nnx.Module):
         n_layers: int = 4,
         activation: str | Callable[[jax.Array], jax.Array] = "gelu",
         projection_width: int | None = None,
+        grid_channels: bool = False,
+        padding: int = 0,
         rngs: nnx.Rngs,
     ) -> None:
         for name, v in (
@@ -106,12 +113,16 @@ class FNO(nnx.Module):
         ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"FNO {name}: must be a positive integer, got {v!r}")
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"FNO padding: must be an integer >= 0, got {padding!r}")
         self.modes = tuple(modes)
+        self.grid_channels = bool(grid_channels)
+        self.padding = padding
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.width = width
         self.act = get_activation(activation)
-        self.lift = nnx.Linear(in_channels, width, rngs=rngs)
+        self.lift = nnx.Linear(in_channels + len(self.modes) * grid_channels, width, rngs=rngs)
         self.spectral = nnx.List(
             [SpectralConv(width, width, self.modes, rngs=rngs) for _ in range(n_layers)]
         )
@@ -128,10 +139,19 @@ class FNO(nnx.Module):
                 f"FNO: expected input of shape (batch, {grid}, {self.in_channels}), got "
                 f"{tuple(x.shape)}"
             )
+        grid = x.shape[1:-1]
+        if self.grid_channels:
+            axes = [jnp.linspace(0.0, 1.0, n, dtype=x.dtype) for n in grid]
+            coords = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+            x = jnp.concatenate([x, jnp.broadcast_to(coords, (x.shape[0], *coords.shape))], -1)
         v = self.lift(x)
+        if self.padding:
+            v = jnp.pad(v, [(0, 0)] + [(0, self.padding)] * d + [(0, 0)])
         n = len(self.spectral)
         for i, (k, w) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
             v = k(v) + w(v)
             if i < n - 1:
                 v = self.act(v)
+        if self.padding:
+            v = v[(slice(None), *(slice(0, g) for g in grid), slice(None))]
         return self.proj2(self.act(self.proj1(v)))

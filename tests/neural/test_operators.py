@@ -48,3 +48,45 @@ def test_fno_input_errors():
         f(jnp.ones((4, 8, 2)))
     with pytest.raises(ValueError, match="width"):
         FNO(1, 1, width=0, rngs=nnx.Rngs(0))
+
+
+def _dft_matrix(n):
+    j = np.arange(n)
+    return np.exp(-2j * np.pi * np.outer(j, j) / n)
+
+
+def test_spectral_conv_2d_matches_a_direct_dft():
+    """The 2-D layer equals: a dense-matrix DFT, the kept modes (rows ``0..m1-1`` and
+    ``n1-m1..n1-1``, columns ``0..m2-1``) multiplied by their weight matrices, and the real
+    inverse transform of that half spectrum."""
+    m1, m2, n1, n2 = 3, 2, 8, 6
+    conv = SpectralConv(2, 1, (m1, m2), rngs=nnx.Rngs(0))
+    w = np.asarray(conv.w_re[...] + 1j * conv.w_im[...])  # (2, m1, m2, in, out)
+    x = np.random.default_rng(0).normal(size=(1, n1, n2, 2))
+    xf = np.einsum("ak,bl,kli->abi", _dft_matrix(n1), _dft_matrix(n2), x[0])
+    half = np.zeros((n1, n2 // 2 + 1), complex)
+    for a in range(n1):
+        for b in range(m2):
+            if a < m1:
+                half[a, b] = xf[a, b] @ w[0, a, b, :, 0]
+            elif a >= n1 - m1:
+                half[a, b] = xf[a, b] @ w[1, a - (n1 - m1), b, :, 0]
+    want = np.fft.irfft2(half, s=(n1, n2))
+    assert np.allclose(conv(jnp.asarray(x, jnp.float32))[0, :, :, 0], want, atol=1e-5)
+
+
+def test_grid_channels_and_padding():
+    x = jnp.ones((2, 16, 1))
+    f = FNO(1, 1, modes=(4,), width=8, grid_channels=True, padding=5, rngs=nnx.Rngs(0))
+    assert f.lift.in_features == 2
+    y = f(x)
+    assert y.shape == (2, 16, 1)
+    # with grid channels a constant input no longer gives a constant output
+    assert float(jnp.std(y[0, :, 0])) > 1e-4
+    # padding changes the function (the layers see a longer, zero-extended domain)
+    g = FNO(1, 1, modes=(4,), width=8, grid_channels=True, rngs=nnx.Rngs(0))
+    assert not np.allclose(g(x), y)
+    f2 = FNO(1, 1, modes=(3, 3), width=4, grid_channels=True, padding=2, rngs=nnx.Rngs(0))
+    assert f2(jnp.ones((1, 8, 10, 1))).shape == (1, 8, 10, 1)
+    with pytest.raises(ValueError, match="padding"):
+        FNO(1, 1, padding=-1, rngs=nnx.Rngs(0))
