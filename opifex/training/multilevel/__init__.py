@@ -1,0 +1,1 @@
+"""Multilevel (coarse-to-fine) training: network hierarchies and transfer operators."""
