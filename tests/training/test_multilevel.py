@@ -1,12 +1,15 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
+from opifex.core.training.config import OptimizerConfig
 from opifex.training.multilevel.coarse_to_fine import (
     CascadeTrainer,
     MultilevelConfig,
+    carry_moments,
     create_network_hierarchy,
     prolongate,
     restrict,
@@ -70,10 +73,86 @@ def test_mode_hierarchy_prolongation_preserves_the_function(modes, grid):
     assert float(jnp.abs(new).max()) > 0
 
 
-def test_unbuilt_trainers_say_so():
-    with pytest.raises(NotImplementedError, match="CascadeTrainer"):
-        CascadeTrainer()
-    with pytest.raises(NotImplementedError, match="MultilevelFNOTrainer"):
-        MultilevelFNOTrainer()
+def test_config_errors():
     with pytest.raises(ValueError, match="level_epochs"):
         MultilevelConfig(num_levels=2, level_epochs=(10,))
+    with pytest.raises(ValueError, match="MultilevelFNOConfig.coarsening_factor"):
+        MultilevelFNOConfig(coarsening_factor=1)
+    nets = create_network_hierarchy([1, 8, 1], MultilevelConfig(num_levels=2), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="num_levels"):
+        CascadeTrainer(nets, multilevel_config=MultilevelConfig(num_levels=3))
+
+
+def test_carried_moments_give_no_first_step_spike():
+    """Adam late in a coarse run (count 5000), then one fine step with unit gradients: the
+    new parameters step like their neighbours, while zero moments at the carried count
+    would step ~3.2x the learning rate."""
+    coarse = {"w": jnp.zeros((2, 3))}
+    fine = {"w": jnp.zeros((2, 5))}
+    tx = optax.adam(1.0)
+    key = jax.random.key(0)
+    state = tx.init(coarse)
+    for i in range(200):
+        g = {"w": jax.random.normal(jax.random.fold_in(key, i), (2, 3))}
+        _, state = tx.update(g, state)
+    state = (state[0]._replace(count=jnp.asarray(5000, jnp.int32)), *state[1:])
+    carried = carry_moments(state, tx.init(fine))
+    naive = tx.init(fine)[0]._replace(count=state[0].count)
+    g = {"w": jnp.ones((2, 5))}
+    up, _ = tx.update(g, carried)
+    up_naive, _ = tx.update(g, (naive, *tx.init(fine)[1:]))
+    assert float(jnp.abs(up["w"][:, 3:]).max()) < 1.0
+    assert float(jnp.abs(up_naive["w"][:, 3:]).min()) > 2.5
+    np.testing.assert_array_equal(carried[0].mu["w"][:, :3], state[0].mu["w"])
+    assert int(carried[0].count) == 5000
+
+
+def test_cascade_trains_supervised_data_level_by_level(quiet_config):
+    x = np.linspace(-1, 1, 128, dtype=np.float32)[:, None]
+    y = np.sin(3 * x)
+    ml = MultilevelConfig(num_levels=3, level_epochs=(100, 100, 150))
+    nets = create_network_hierarchy([1, 32, 32, 1], ml, rngs=nnx.Rngs(0))
+    cfg = quiet_config(learning_rate=1e-2, optimizer=OptimizerConfig(schedule="cosine"))
+    trainer = CascadeTrainer(nets, cfg, ml)
+    model, h = trainer.train((x, y), (x, y))
+    assert model is nets[-1]
+    assert h["level"] == [0] * 100 + [1] * 100 + [2] * 150
+    assert h["epoch"] == list(range(1, 351))
+    assert len(trainer.level_histories) == 3 and len(trainer.trainers) == 3
+    # each level starts where the previous one stopped (the function was preserved)
+    for lv in (1, 2):
+        prev_end = trainer.level_histories[lv - 1]["train_loss"][-1]
+        assert trainer.level_histories[lv]["train_loss"][0] < 2 * prev_end
+    assert h["train_loss"][-1] < 0.05 * h["train_loss"][0]
+    assert h["val_epoch"][-1] == 350
+
+
+def test_cascade_with_a_physics_loss(quiet_config):
+    from opifex.core.physics.losses import PhysicsInformedLoss
+    from opifex.problems import burgers
+
+    ml = MultilevelConfig(num_levels=2, level_epochs=30)
+    nets = create_network_hierarchy([2, 16, 1], ml, rngs=nnx.Rngs(0))
+    prob = burgers.problem(n_collocation=128, n_boundary=16)
+    trainer = CascadeTrainer(
+        nets,
+        quiet_config(learning_rate=5e-3),
+        ml,
+        physics_loss=PhysicsInformedLoss(prob.pde_residual),
+    )
+    _, h = trainer.train(problem=prob)
+    assert h["level"][-1] == 1 and "loss_physics" in h
+    assert h["train_loss"][-1] < h["train_loss"][0]
+
+
+def test_multilevel_fno_trainer(quiet_config):
+    from opifex.problems import burgers_periodic
+
+    x, y = burgers_periodic.dataset(24, 32, seed=0, solver_grid=64)
+    ml = MultilevelFNOConfig(num_levels=2, level_epochs=20)
+    fnos = create_fno_hierarchy(2, 1, (8,), ml, width=8, n_layers=2, rngs=nnx.Rngs(0))
+    assert [f.modes for f in fnos] == [(4,), (8,)]
+    cfg = quiet_config(learning_rate=3e-3, batch_size=8)
+    model, h = MultilevelFNOTrainer(fnos, cfg, ml).train((x, y))
+    assert model is fnos[-1] and h["level"] == [0] * 20 + [1] * 20
+    assert h["train_loss"][-1] < 0.5 * h["train_loss"][0]

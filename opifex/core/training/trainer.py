@@ -376,6 +376,8 @@ class Trainer:
         self._state: TrainState | None = None
         self._store: CheckpointStore | None = None
         self._optimizer_factory: Any = None
+        #: optional ``opt_state -> opt_state`` applied to a fresh run's optimizer state
+        self._initial_opt_state: Any = None
         self._rewound = False
         self._loss_context: tuple | None = None
         self.history = History()
@@ -612,6 +614,10 @@ class Trainer:
             or self._host["stopped_early"]
         ):
             self._state = self._new_state(engine)
+            if self._initial_opt_state is not None:  # e.g. moments carried from a coarser level
+                self._state = self._state.replace(
+                    opt_state=self._initial_opt_state(self._state.opt_state)
+                )
             if sampler is not None:
                 points = jax.tree.leaves(batched)[0]
                 self._state = self._state.replace(

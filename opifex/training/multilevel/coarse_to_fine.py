@@ -19,12 +19,17 @@ Embedding, for hidden layer sizes ``n_c <= n_f`` (kernels are ``(in, out)``):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from opifex.core.training._config_base import _check_int, _ConfigBase, _fail
+from opifex.core.training.config import TrainingConfig
+from opifex.core.training.history import History
 from opifex.neural.base import StandardMLP
 
 
@@ -42,8 +47,7 @@ class MultilevelConfig(_ConfigBase):
     coarsening_factor: int = 2
     level_epochs: int | tuple[int, ...] = 1000
 
-    def __post_init__(self) -> None:
-        c = "MultilevelConfig"
+    def __post_init__(self, c: str = "MultilevelConfig") -> None:
         _check_int(c, "num_levels", self.num_levels, 1)
         _check_int(c, "coarsening_factor", self.coarsening_factor, 2)
         if isinstance(self.level_epochs, list):
@@ -123,12 +127,156 @@ def restrict(fine: StandardMLP, coarse: StandardMLP) -> StandardMLP:
     return coarse
 
 
-class CascadeTrainer:
-    """Coarse-to-fine training over a width hierarchy (not built yet)."""
+def leading_block(old_shape: tuple[int, ...], new_shape: tuple[int, ...], path: Any) -> list:
+    """Where a coarse array sits in its prolongated one (as :func:`prolongate` puts it):
+    ``[(index_in_new, index_in_old)]``, here the leading block."""
+    return [(tuple(slice(0, o) for o in old_shape), Ellipsis)]
 
-    def __init__(self, *args, **kwargs) -> None:
-        raise NotImplementedError(
-            "CascadeTrainer: the multilevel training loop is not implemented in this version; "
-            "the hierarchy (create_network_hierarchy) and transfer operators (prolongate, "
-            "restrict) are, so a level-by-level loop can be written with Trainer for now"
+
+def carry_moments(old_state: Any, new_state: Any, block: Callable = leading_block) -> Any:
+    """The fresh optimizer state ``new_state`` of a finer level, with the coarse level's
+    moments carried over (``old_state`` is the coarse level's final state).
+
+    Adam-family states (``mu``, ``nu``, ``count``): the coarse moments go into the
+    positions the transfer gives the coarse parameters (``block(old_shape, new_shape,
+    path)`` lists them as ``(index_in_new, index_in_old)`` pairs). New entries get
+    ``mu = 0``, and ``nu`` equal to the mean of the coarse ``nu`` of the same array.
+    ``count`` carries on, so the bias correction of the old parameters continues. The new
+    parameters then take their first steps at the scale of their neighbours', with no
+    bias-correction spike: a fresh entry at a late ``count`` with ``nu = 0`` would step
+    by about ``(1 - b1) / sqrt(1 - b2)`` (3.2) times the learning rate. Momentum traces
+    (SGD) carry the same way with zeros. Everything else (schedule and hyperparameter
+    states) keeps its fresh value: the level's schedule starts anew.
+    """
+    is_node = lambda x: isinstance(x, optax.ScaleByAdamState | optax.TraceState)  # noqa: E731
+
+    def embed(old_tree, new_tree, fill):
+        def one(path, o, n):
+            out = fill(o, n)
+            for new_idx, old_idx in block(o.shape, n.shape, path):
+                out = out.at[new_idx].set(o[old_idx])
+            return out
+
+        return jax.tree_util.tree_map_with_path(one, old_tree, new_tree)
+
+    def zero(o, n):
+        return jnp.zeros_like(n)
+
+    def mean(o, n):
+        return jnp.full_like(n, jnp.mean(o) if o.size else 0.0)
+
+    def node(new, old):
+        if isinstance(new, optax.ScaleByAdamState):
+            return new._replace(
+                count=old.count, mu=embed(old.mu, new.mu, zero), nu=embed(old.nu, new.nu, mean)
+            )
+        if isinstance(new, optax.TraceState):
+            return new._replace(trace=embed(old.trace, new.trace, zero))
+        return new
+
+    return jax.tree.map(node, new_state, old_state, is_leaf=is_node)
+
+
+class CascadeTrainer:
+    """Coarse-to-fine training over a hierarchy of networks, coarse first.
+
+    Each level trains with the one engine (a :class:`BasicTrainer`, so both supervised
+    ``(x, y)`` data and physics losses work) for its epochs, compiled once per level. Then
+    the next level receives the weights through a function-preserving ``transfer``
+    (:func:`prolongate` by default), and the optimizer moments through
+    :func:`carry_moments`. The finest level also runs ``config.stages`` (e.g. L-BFGS).
+
+    Args:
+        hierarchy: the networks, coarse to fine (e.g. :func:`create_network_hierarchy`).
+        config: the run configuration; its ``num_epochs`` is replaced per level.
+        multilevel_config: levels and epochs per level (its ``num_levels`` must match).
+        physics_loss: optional ``PhysicsInformedLoss`` trained at every level.
+        callbacks: components for every level's trainer (shared objects).
+
+    Attributes:
+        level_histories: the :class:`History` of each level.
+        trainers: the trainer of each level (after :meth:`train`).
+    """
+
+    transfer = staticmethod(prolongate)
+    moment_block = staticmethod(leading_block)
+
+    def __init__(
+        self,
+        hierarchy: Sequence[nnx.Module],
+        config: TrainingConfig | None = None,
+        multilevel_config: MultilevelConfig | None = None,
+        *,
+        physics_loss: Any = None,
+        callbacks: list | None = None,
+    ) -> None:
+        self.hierarchy = list(hierarchy)
+        self.config = TrainingConfig() if config is None else config
+        self.multilevel_config = (
+            MultilevelConfig(num_levels=len(self.hierarchy))
+            if multilevel_config is None
+            else multilevel_config
         )
+        if len(self.hierarchy) != self.multilevel_config.num_levels:
+            raise ValueError(
+                f"hierarchy has {len(self.hierarchy)} networks but "
+                f"{type(self.multilevel_config).__name__}.num_levels is "
+                f"{self.multilevel_config.num_levels}; build it with the same config"
+            )
+        self.physics_loss = physics_loss
+        self.callbacks = list(callbacks or [])
+        self.level_histories: list[History] = []
+        self.trainers: list[Any] = []
+
+    def _level_config(self, level: int) -> TrainingConfig:
+        last = level == len(self.hierarchy) - 1
+        return self.config.replace(
+            num_epochs=self.multilevel_config.epochs(level),
+            stages=self.config.stages if last else (),
+        )
+
+    def train(self, train_data: Any = None, val_data: Any = None, **kwargs: Any):
+        """Train every level in turn; returns ``(finest model, history)``.
+
+        ``kwargs`` go to each level's ``BasicTrainer.train`` (``boundary_data``,
+        ``problem``, ``domain``, ...). The history holds the levels one after another on
+        a global epoch axis, with a ``level`` series; ``wall_time`` counts from the start
+        of the first level.
+        """
+        from opifex.training.basic_trainer import BasicTrainer
+
+        self.level_histories, self.trainers = [], []
+        history = History()
+        offset, t_offset, previous, model = 0, 0.0, None, None
+        for level, net in enumerate(self.hierarchy):
+            if previous is not None:
+                self.transfer(previous[0], net)
+            trainer = BasicTrainer(net, self._level_config(level), callbacks=self.callbacks)
+            if self.physics_loss is not None:
+                trainer.set_physics_loss(self.physics_loss)
+            if previous is not None:
+                old = previous[1]
+                trainer._initial_opt_state = lambda new, old=old, net=net: carry_moments(
+                    old, new, self.moment_block
+                )
+            model, h = trainer.train(train_data, val_data, **kwargs)
+            self.trainers.append(trainer)
+            self.level_histories.append(h)
+            _append_level(history, h, level, offset, t_offset)
+            offset += len(h["epoch"])
+            t_offset += h["wall_time"][-1] if h.get("wall_time") else 0.0
+            previous = (net, trainer._state.opt_state)
+        return model, history
+
+
+def _append_level(history: History, h: History, level: int, offset: int, t0: float) -> None:
+    grouped = {k for keys in h._groups.values() for k in keys} | set(h._groups)
+    main = {k: h[k] for k in h._series if k not in grouped and k not in ("epoch", "wall_time")}
+    n = len(h["epoch"])
+    main["level"] = [level] * n
+    history.add_epochs(
+        [e + offset for e in h["epoch"]], main, wall_time=[t + t0 for t in h["wall_time"]]
+    )
+    for key, names in h._groups.items():
+        for i, e in enumerate(h[key]):
+            history.add_aligned(key, e + offset, {k: h[k][i] for k in names})

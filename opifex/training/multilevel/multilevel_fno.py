@@ -18,8 +18,10 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import nnx
 
-from opifex.core.training._config_base import _check_int, _ConfigBase
+from opifex.core.training._config_base import _ConfigBase
+from opifex.core.training.config import TrainingConfig
 from opifex.neural.operators import FNO
+from opifex.training.multilevel.coarse_to_fine import CascadeTrainer, MultilevelConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,13 +31,13 @@ class MultilevelFNOConfig(_ConfigBase):
 
     num_levels: int = 3
     coarsening_factor: int = 2
-    level_epochs: int = 100
+    level_epochs: int | tuple[int, ...] = 100
 
     def __post_init__(self) -> None:
-        c = "MultilevelFNOConfig"
-        _check_int(c, "num_levels", self.num_levels, 1)
-        _check_int(c, "coarsening_factor", self.coarsening_factor, 2)
-        _check_int(c, "level_epochs", self.level_epochs, 1)
+        MultilevelConfig.__post_init__(self, "MultilevelFNOConfig")
+
+    def epochs(self, level: int) -> int:
+        return MultilevelConfig.epochs(self, level)
 
 
 def create_mode_hierarchy(
@@ -125,12 +127,43 @@ def restrict_fno_modes(fine: FNO, coarse: FNO) -> FNO:
     return coarse
 
 
-class MultilevelFNOTrainer:
-    """Coarse-to-fine FNO training over a mode hierarchy (not built yet)."""
+def _spectral_block(old_shape, new_shape, path) -> list:
+    """Placement of a coarse array in the fine FNO (see :func:`prolongate_fno_modes`)."""
+    name = getattr(path[-1], "key", None)
+    if name not in ("w_re", "w_im"):
+        return [(Ellipsis, Ellipsis)]
+    d = len(old_shape) - 3
+    cm, fm = old_shape[1 : 1 + d], new_shape[1 : 1 + d]
+    return [((b, *_mode_slices(cm, fm, b)), b) for b in range(old_shape[0])]
 
-    def __init__(self, *args, **kwargs) -> None:
-        raise NotImplementedError(
-            "MultilevelFNOTrainer: the multilevel training loop is not implemented in this "
-            "version; the hierarchy (create_fno_hierarchy) and transfer operators "
-            "(prolongate_fno_modes, restrict_fno_modes) are"
+
+class MultilevelFNOTrainer(CascadeTrainer):
+    """Coarse-to-fine FNO training over a mode hierarchy (:func:`create_fno_hierarchy`):
+    :class:`~opifex.training.multilevel.coarse_to_fine.CascadeTrainer` with
+    :func:`prolongate_fno_modes` between levels and the optimizer moments carried to the
+    same frequencies.
+
+    Args:
+        hierarchy: FNOs, fewest modes first.
+        config: the run configuration (``num_epochs`` is replaced per level).
+        multilevel_config: a :class:`MultilevelFNOConfig`.
+        callbacks: components for every level.
+    """
+
+    transfer = staticmethod(prolongate_fno_modes)
+    moment_block = staticmethod(_spectral_block)
+
+    def __init__(
+        self,
+        hierarchy: Sequence[FNO],
+        config: TrainingConfig | None = None,
+        multilevel_config: MultilevelFNOConfig | None = None,
+        *,
+        callbacks: list | None = None,
+    ) -> None:
+        ml = (
+            MultilevelFNOConfig(num_levels=len(hierarchy))
+            if multilevel_config is None
+            else multilevel_config
         )
+        super().__init__(hierarchy, config, ml, callbacks=callbacks)
