@@ -49,6 +49,7 @@ class PhysicsTask:
         self.conditions: tuple[Any, ...] = ()
         self.space_dims: int | None = None
         self.has_targets = False
+        self._initial: InitialCondition | None = None  # the conservation reference, if any
         if config.multiscale_config is not None:
             raise ValueError(
                 "TrainingConfig.multiscale_config: multi-scale data terms apply to supervised "

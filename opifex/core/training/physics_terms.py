@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from opifex.core.conditions import evaluate_value
 from opifex.core.training.physics_configs import ConservationConfig, MultiScaleConfig
+from opifex.geometry import TimeDomain
 
 _DENSITIES: dict[str, Callable[[jax.Array], jax.Array]] = {
     "mass": lambda u: u[:1],
@@ -136,8 +138,6 @@ def conservation_nodes(
     ``[t0, t1]`` (``t0`` first) times the spatial rule of ``domain.geometry``; with an
     ``InitialCondition`` (values, all components), also its values at the spatial nodes,
     whose quantities are then the conserved reference."""
-    from opifex.geometry import TimeDomain
-
     if not isinstance(domain, TimeDomain):
         raise ValueError(
             "ConservationConfig with a physics loss: conserved quantities are compared over "
@@ -158,8 +158,6 @@ def conservation_nodes(
         "conservation_weights": jnp.asarray(w, jnp.float32),
     }
     if initial is not None:
-        from opifex.core.conditions import evaluate_value
-
         g = jax.vmap(lambda p: jnp.asarray(evaluate_value(initial.value, p, domain.space_dims)))
         vals = g(jnp.asarray(nodes[0]))
         out["conservation_initial"] = vals.reshape(len(x), -1).astype(jnp.float32)

@@ -370,8 +370,14 @@ class Trainer:
         self.config = config
         self.task = self._make_task()
         self._key = jr.key(config.seed) if rngs is None else rngs()
+        self.model = model
+        self._graphdef, _, _ = nnx.split(model, nnx.Param, ...)
+        try:
+            eval_view = nnx.view(model, deterministic=True, use_running_average=True)
+        except Exception:  # the model has no such switches
+            eval_view = model
+        self._eval_graphdef = nnx.graphdef(eval_view) if eval_view is not model else None
         self._engines: dict[int, Engine] = {}
-        self._set_model(model)
         self._engine_key: tuple | None = None
         self._state: TrainState | None = None
         self._store: CheckpointStore | None = None
@@ -387,19 +393,6 @@ class Trainer:
         self._set_components(self._config_components() + list(callbacks or []))
 
     # ------------------------------------------------------------ building
-    def _set_model(self, model: nnx.Module) -> None:
-        """Train ``model`` from now on (a new graph: engines and run state are rebuilt)."""
-        self.model = model
-        self._graphdef, _, _ = nnx.split(model, nnx.Param, ...)
-        try:
-            eval_view = nnx.view(model, deterministic=True, use_running_average=True)
-        except Exception:  # the model has no such switches
-            eval_view = model
-        self._eval_graphdef = nnx.graphdef(eval_view) if eval_view is not model else None
-        self._engines = {}
-        self._engine_key = None
-        self._state = None
-
     def _make_task(self) -> SupervisedTask:
         return SupervisedTask(self.config)
 

@@ -256,7 +256,7 @@ class CascadeTrainer:
                 trainer.set_physics_loss(self.physics_loss)
             if previous is not None:
                 old = previous[1]
-                trainer._initial_opt_state = lambda new, old=old, net=net: carry_moments(
+                trainer._initial_opt_state = lambda new, old=old: carry_moments(
                     old, new, self.moment_block
                 )
             model, h = trainer.train(train_data, val_data, **kwargs)
@@ -270,13 +270,15 @@ class CascadeTrainer:
 
 
 def _append_level(history: History, h: History, level: int, offset: int, t0: float) -> None:
-    grouped = {k for keys in h._groups.values() for k in keys} | set(h._groups)
-    main = {k: h[k] for k in h._series if k not in grouped and k not in ("epoch", "wall_time")}
-    n = len(h["epoch"])
-    main["level"] = [level] * n
+    """Append one level's records to ``history``, shifted to the global epoch axis."""
+    rows = h.records("epoch")
+    if not rows:
+        return
+    metrics = {k: [r[k] for r in rows] for k in rows[0] if k not in ("epoch", "wall_time")}
+    metrics["level"] = [level] * len(rows)
     history.add_epochs(
-        [e + offset for e in h["epoch"]], main, wall_time=[t + t0 for t in h["wall_time"]]
+        [r["epoch"] + offset for r in rows], metrics, wall_time=[r["wall_time"] + t0 for r in rows]
     )
-    for key, names in h._groups.items():
-        for i, e in enumerate(h[key]):
-            history.add_aligned(key, e + offset, {k: h[k][i] for k in names})
+    for key in h.to_dict()["groups"]:
+        for r in h.records(key):
+            history.add_aligned(key, r.pop("epoch") + offset, r)

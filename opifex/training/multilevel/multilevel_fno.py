@@ -18,26 +18,20 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import nnx
 
-from opifex.core.training._config_base import _ConfigBase
 from opifex.core.training.config import TrainingConfig
 from opifex.neural.operators import FNO
 from opifex.training.multilevel.coarse_to_fine import CascadeTrainer, MultilevelConfig
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MultilevelFNOConfig(_ConfigBase):
+class MultilevelFNOConfig(MultilevelConfig):
     """A mode hierarchy: ``num_levels`` FNOs, modes divided by ``coarsening_factor`` per
-    level below the finest, ``level_epochs`` epochs each."""
+    level below the finest, ``level_epochs`` epochs each (one number, or one per level)."""
 
-    num_levels: int = 3
-    coarsening_factor: int = 2
     level_epochs: int | tuple[int, ...] = 100
 
     def __post_init__(self) -> None:
-        MultilevelConfig.__post_init__(self, "MultilevelFNOConfig")
-
-    def epochs(self, level: int) -> int:
-        return MultilevelConfig.epochs(self, level)
+        super().__post_init__("MultilevelFNOConfig")
 
 
 def create_mode_hierarchy(
