@@ -78,6 +78,16 @@ def test_config_errors():
         MultilevelConfig(num_levels=2, level_epochs=(10,))
     with pytest.raises(ValueError, match="MultilevelFNOConfig.coarsening_factor"):
         MultilevelFNOConfig(coarsening_factor=1)
+    with pytest.raises(ValueError, match="resolution_factors.*2 entries"):
+        MultilevelFNOConfig(num_levels=2, resolution_factors=(2,))
+    with pytest.raises(ValueError, match="resolution_factors.*end in 1"):
+        MultilevelFNOConfig(num_levels=2, resolution_factors=(2, 2))
+    with pytest.raises(ValueError, match="resolution_factors.*end in 1"):
+        MultilevelFNOConfig(num_levels=3, resolution_factors=(2, 4, 1))
+    assert MultilevelFNOConfig(num_levels=2, resolution_factors=[2, 1]).resolution_factors == (
+        2,
+        1,
+    )
     nets = create_network_hierarchy([1, 8, 1], MultilevelConfig(num_levels=2), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="num_levels"):
         CascadeTrainer(nets, multilevel_config=MultilevelConfig(num_levels=3))
@@ -145,6 +155,32 @@ def test_cascade_with_a_physics_loss(quiet_config):
     assert h["train_loss"][-1] < h["train_loss"][0]
 
 
+def test_cascade_resolution_factors_coarsen_the_collocation_points(quiet_config):
+    from opifex.core.physics.losses import PhysicsInformedLoss
+    from opifex.problems import burgers
+
+    with pytest.raises(ValueError, match="MultilevelConfig.resolution_factors.*end in 1"):
+        MultilevelConfig(num_levels=2, resolution_factors=(1, 2))
+    ml = MultilevelConfig(num_levels=3, level_epochs=20, resolution_factors=(4, 2, 1))
+    nets = create_network_hierarchy([2, 16, 1], ml, rngs=nnx.Rngs(0))
+    prob = burgers.problem(n_collocation=128, n_boundary=16)
+    trainer = CascadeTrainer(nets, quiet_config(learning_rate=5e-3), ml)
+    # a coarse level gets the leading part of the same Sobol sequence
+    full = np.asarray(prob.sample()[0])
+    for level, n in enumerate((32, 64, 128)):
+        _, kw = trainer._level_inputs(level, None, {"problem": prob})
+        assert kw["problem"].n_collocation == n
+        np.testing.assert_array_equal(np.asarray(kw["problem"].sample()[0]), full[:n])
+    x = np.arange(20.0)[:, None]
+    assert trainer._level_inputs(0, (x, None), {})[0][0].shape == (5, 1)
+    assert trainer._level_inputs(1, (x, 2 * x), {})[0][1].shape == (10, 1)
+    with pytest.raises(ValueError, match="resolution_factors: pass problem"):
+        trainer._level_inputs(0, {"a": x}, {})
+    trainer.physics_loss = PhysicsInformedLoss(prob.pde_residual)
+    _, h = trainer.train(problem=prob)
+    assert h["level"][-1] == 2 and h["train_loss"][-1] < h["train_loss"][0]
+
+
 def test_multilevel_fno_trainer(quiet_config):
     from opifex.problems import burgers_periodic
 
@@ -156,3 +192,28 @@ def test_multilevel_fno_trainer(quiet_config):
     model, h = MultilevelFNOTrainer(fnos, cfg, ml).train((x, y))
     assert model is fnos[-1] and h["level"] == [0] * 20 + [1] * 20
     assert h["train_loss"][-1] < 0.5 * h["train_loss"][0]
+
+
+def test_multilevel_fno_resolution_growth(quiet_config):
+    """Coarse levels train on a subsampled grid; the finest on the full one, and the
+    validation set stays at full resolution throughout."""
+    from opifex.problems import burgers_periodic
+
+    x, y = burgers_periodic.dataset(24, 32, seed=0, solver_grid=64)
+    ml = MultilevelFNOConfig(num_levels=2, level_epochs=15, resolution_factors=(2, 1))
+    fnos = create_fno_hierarchy(2, 1, (8,), ml, width=8, n_layers=2, rngs=nnx.Rngs(0))
+    trainer = MultilevelFNOTrainer(fnos, quiet_config(learning_rate=3e-3, batch_size=8), ml)
+    seen = []
+    original = trainer._level_inputs
+    trainer._level_inputs = lambda lv, d, kw: (
+        seen.append(original(lv, d, kw)[0][0].shape) or (original(lv, d, kw))
+    )
+    model, h = trainer.train((x, y), (x, y))
+    assert seen == [(24, 16, 2), (24, 32, 2)]
+    # the coarse-grid level already lowers the full-grid validation error
+    val = np.asarray(h["val_loss"])
+    lv = np.asarray(h["level"])[np.asarray(h["val_epoch"]) - 1]
+    assert val[lv == 0][-1] < 0.5 * val[0]
+    assert val[-1] < val[lv == 0][-1]
+    with pytest.raises(ValueError, match="resolution_factors: train_data"):
+        MultilevelFNOTrainer(fnos, quiet_config(), ml).train({"a": (x, y)})

@@ -30,7 +30,7 @@ from opifex.core.training._config_base import (
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "adafactor", "lbfgs")
 SCHEDULES = ("constant", "cosine", "exponential", "linear", "step", "multistep")
-LOSSES = ("mse", "mae", "relative_l2")
+LOSSES = ("mse", "mae", "relative_l2", "mean_relative_l2")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -145,7 +145,9 @@ class LossConfig(_ConfigBase):
 
     Attributes:
         loss_type: ``mse`` (mean squared error), ``mae`` (mean absolute error) or
-            ``relative_l2`` (``||pred - y|| / ||y||`` over the batch).
+            ``relative_l2`` (``||pred - y|| / ||y||`` over the batch) or
+            ``mean_relative_l2`` (``||pred_i - y_i|| / ||y_i||`` per sample, averaged: the
+            neural-operator convention).
     """
 
     loss_type: str = "mse"

@@ -38,7 +38,23 @@ def relative_l2(pred: Array, target: Array, weights: Float[Array, " n"]) -> Floa
     return jnp.sqrt(num / jnp.maximum(den, jnp.finfo(den.dtype).tiny))
 
 
-LOSS_FUNCTIONS: dict[str, LossFn] = {"mse": mse, "mae": mae, "relative_l2": relative_l2}
+def mean_relative_l2(pred: Array, target: Array, weights: Float[Array, " n"]) -> Float[Array, ""]:
+    """Per-sample relative L2 error ``||pred_i - y_i|| / ||y_i||``, averaged over the
+    (weighted) batch: the training loss and test metric of neural-operator benchmarks
+    (Li et al., "Fourier Neural Operator for Parametric PDEs", ICLR 2021), where every
+    sample counts equally whatever its magnitude."""
+    t = target.reshape(target.shape[0], -1)
+    tiny = jnp.finfo(t.dtype).tiny
+    rel = jnp.sqrt(_per_sample_sq(pred, target) / jnp.maximum(jnp.mean(t * t, axis=1), tiny))
+    return jnp.sum(weights * rel) / jnp.sum(weights)
+
+
+LOSS_FUNCTIONS: dict[str, LossFn] = {
+    "mse": mse,
+    "mae": mae,
+    "relative_l2": relative_l2,
+    "mean_relative_l2": mean_relative_l2,
+}
 
 
 def get_loss(name: str) -> LossFn:

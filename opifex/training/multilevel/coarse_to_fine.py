@@ -41,11 +41,17 @@ class MultilevelConfig(_ConfigBase):
         num_levels: number of networks, coarse to fine.
         coarsening_factor: ratio of hidden widths between neighbouring levels.
         level_epochs: epochs per level (one number for every level, or one per level).
+        resolution_factors: optional coarsening of the training points per level, coarse
+            first, ending in 1. With ``(4, 2, 1)`` the first level trains on a quarter of
+            the collocation points (a ``problem``'s ``n_collocation // 4``, or the first
+            quarter of ``train_data``), the second on half, the finest on all. Boundary
+            and validation data are not coarsened. ``None``: every level sees everything.
     """
 
     num_levels: int = 3
     coarsening_factor: int = 2
     level_epochs: int | tuple[int, ...] = 1000
+    resolution_factors: tuple[int, ...] | None = None
 
     def __post_init__(self, c: str = "MultilevelConfig") -> None:
         _check_int(c, "num_levels", self.num_levels, 1)
@@ -59,6 +65,18 @@ class MultilevelConfig(_ConfigBase):
                 _check_int(c, f"level_epochs[{i}]", e, 1)
         else:
             _check_int(c, "level_epochs", self.level_epochs, 1)
+        r = self.resolution_factors
+        if r is None:
+            return
+        if isinstance(r, list):
+            r = tuple(r)
+            object.__setattr__(self, "resolution_factors", r)
+        if not isinstance(r, tuple) or len(r) != self.num_levels:
+            _fail(c, "resolution_factors", f"needs {self.num_levels} entries (one per level)")
+        for i, f in enumerate(r):
+            _check_int(c, f"resolution_factors[{i}]", f, 1)
+        if r[-1] != 1 or any(a < b for a, b in zip(r[:-1], r[1:], strict=True)):
+            _fail(c, "resolution_factors", "must not increase from level to level and end in 1")
 
     def epochs(self, level: int) -> int:
         e = self.level_epochs
@@ -259,7 +277,8 @@ class CascadeTrainer:
                 trainer._initial_opt_state = lambda new, old=old: carry_moments(
                     old, new, self.moment_block
                 )
-            model, h = trainer.train(train_data, val_data, **kwargs)
+            data, kw = self._level_inputs(level, train_data, kwargs)
+            model, h = trainer.train(data, val_data, **kw)
             self.trainers.append(trainer)
             self.level_histories.append(h)
             _append_level(history, h, level, offset, t_offset)
@@ -267,6 +286,28 @@ class CascadeTrainer:
             t_offset += h["wall_time"][-1] if h.get("wall_time") else 0.0
             previous = (net, trainer._state.opt_state)
         return model, history
+
+    def _level_inputs(self, level: int, train_data: Any, kwargs: dict) -> tuple[Any, dict]:
+        """The training data and ``train`` arguments of ``level``: with resolution factors,
+        a coarse level gets ``n_collocation // factor`` points of a ``problem`` (the
+        leading part of the same low-discrepancy sequence), or the leading
+        ``1 / factor`` of ``train_data``'s rows."""
+        factors = self.multilevel_config.resolution_factors
+        if factors is None or factors[level] == 1:
+            return train_data, kwargs
+        f = factors[level]
+        problem = kwargs.get("problem")
+        if problem is not None:
+            n = max(1, problem.n_collocation // f)
+            return train_data, {**kwargs, "problem": dataclasses.replace(problem, n_collocation=n)}
+        if not (isinstance(train_data, tuple | list) and len(train_data) == 2):
+            raise ValueError(
+                f"{type(self.multilevel_config).__name__}.resolution_factors: pass problem=..., "
+                "or train_data as an (x, y) pair of arrays (y may be None) to be coarsened"
+            )
+        x, y = train_data
+        n = max(1, x.shape[0] // f)
+        return (x[:n], None if y is None else y[:n]), kwargs
 
 
 def _append_level(history: History, h: History, level: int, offset: int, t0: float) -> None:

@@ -26,7 +26,14 @@ from opifex.training.multilevel.coarse_to_fine import CascadeTrainer, Multilevel
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MultilevelFNOConfig(MultilevelConfig):
     """A mode hierarchy: ``num_levels`` FNOs, modes divided by ``coarsening_factor`` per
-    level below the finest, ``level_epochs`` epochs each (one number, or one per level)."""
+    level below the finest, ``level_epochs`` epochs each (one number, or one per level).
+
+    ``resolution_factors`` coarsens the training grid: level ``l`` trains on every
+    ``resolution_factors[l]``-th grid point along each spatial axis (``(4, 2, 1)``: a
+    quarter, half, then the full grid). Coarse steps cost less, and because the Fourier
+    layers act on frequencies the weights carry over to the finer grid. Validation data
+    stay at the resolution given.
+    """
 
     level_epochs: int | tuple[int, ...] = 100
 
@@ -161,3 +168,18 @@ class MultilevelFNOTrainer(CascadeTrainer):
             else multilevel_config
         )
         super().__init__(hierarchy, config, ml, callbacks=callbacks)
+
+    def _level_inputs(self, level: int, train_data, kwargs: dict):
+        """The training pairs of ``level``, subsampled on the grid by its resolution
+        factor."""
+        factors = self.multilevel_config.resolution_factors
+        if factors is None or factors[level] == 1:
+            return train_data, kwargs
+        if not (isinstance(train_data, tuple | list) and len(train_data) == 2):
+            raise ValueError(
+                "MultilevelFNOConfig.resolution_factors: train_data must be an (x, y) pair of "
+                "grid arrays (batch, n_1, [n_2,] channels) to be subsampled"
+            )
+        d = len(self.hierarchy[level].modes)
+        idx = (slice(None), *([slice(None, None, factors[level])] * d))
+        return tuple(a[idx] for a in train_data), kwargs

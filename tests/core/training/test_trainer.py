@@ -76,7 +76,7 @@ def test_regression_reaches_known_optimum(quiet_config):
     assert history["train_loss"][-1] < 1e-6 * history["train_loss"][0]
 
 
-@pytest.mark.parametrize("loss", ["mse", "mae", "relative_l2"])
+@pytest.mark.parametrize("loss", ["mse", "mae", "relative_l2", "mean_relative_l2"])
 def test_each_loss_trains_and_is_reported(quiet_config, loss):
     x, y, _ = linear_data()
     model = nnx.Linear(3, 1, rngs=nnx.Rngs(1))
@@ -91,6 +91,7 @@ def test_each_loss_trains_and_is_reported(quiet_config, loss):
         "mse": np.mean((pred - yy) ** 2),
         "mae": np.mean(np.abs(pred - yy)),
         "relative_l2": np.linalg.norm(pred - yy) / np.linalg.norm(yy),
+        "mean_relative_l2": np.mean(np.abs(pred - yy)[:, 0] / np.abs(yy)[:, 0]),
     }
     for k, v in expect.items():
         assert ev[k] == pytest.approx(v, rel=1e-4)
@@ -531,3 +532,16 @@ def test_ntk_weighting_needs_a_physics_task(quiet_config):
             batch_size=None,
             weighting=NTKTraceWeighting(),
         )
+
+
+def test_mean_relative_l2_weights_every_sample_equally():
+    from opifex.core.training.losses import mean_relative_l2, relative_l2
+
+    y = np.array([[[1.0], [0.0]], [[100.0], [0.0]]])  # two samples of very different size
+    pred = y + np.array([[[0.1], [0.0]], [[1.0], [0.0]]])  # 10% and 1% relative error
+    w = np.ones(2)
+    assert float(mean_relative_l2(pred, y, w)) == pytest.approx((0.1 + 0.01) / 2, rel=1e-6)
+    # the pooled ratio is dominated by the large sample
+    assert float(relative_l2(pred, y, w)) == pytest.approx(np.sqrt(1.01 / 10001), rel=1e-6)
+    # a zero weight removes a sample (the masked tail of an epoch)
+    assert float(mean_relative_l2(pred, y, np.array([1.0, 0.0]))) == pytest.approx(0.1, rel=1e-6)
