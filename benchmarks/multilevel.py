@@ -37,7 +37,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from opifex.core.training.config import LossConfig, OptimizerConfig, TrainingConfig  # noqa: E402
+from opifex.core.training.config import (  # noqa: E402
+    LossConfig,
+    OptimizerConfig,
+    OptimizerStage,
+    TrainingConfig,
+)
 from opifex.core.training.trainer import Trainer  # noqa: E402
 from opifex.neural.base import StandardMLP  # noqa: E402
 from opifex.neural.operators import FNO  # noqa: E402
@@ -79,6 +84,8 @@ def fno_runs(args, seed: int, train, test):
         num_levels=3,
         level_epochs=tuple(args.level_epochs),
         resolution_factors=tuple(args.res_factors),
+        carry_optimizer_state=args.carry,
+        schedule=args.level_schedule,
     )
     cfg = TrainingConfig(
         num_epochs=args.epochs,
@@ -105,14 +112,22 @@ def fno_runs(args, seed: int, train, test):
 
 def pinn_runs(args, seed: int):
     problem, val, _, _, layers = poisson_case(seed)
-    ml = MultilevelConfig(num_levels=3, coarsening_factor=2, level_epochs=tuple(args.level_epochs))
+    ml = MultilevelConfig(
+        num_levels=3,
+        coarsening_factor=2,
+        level_epochs=tuple(args.level_epochs),
+        resolution_factors=tuple(args.res_factors),
+        carry_optimizer_state=args.carry,
+        schedule=args.level_schedule,
+    )
     cfg = TrainingConfig(
         num_epochs=args.epochs,
         learning_rate=2e-3,
         seed=seed,
         verbose=False,
         validation_frequency=args.val_every,
-        optimizer=OptimizerConfig(name="adam", schedule="exponential", decay_rate=0.1),
+        optimizer=OptimizerConfig(name="adam", schedule=args.schedule, decay_rate=0.1),
+        stages=(OptimizerStage(num_epochs=args.lbfgs),) if args.lbfgs else (),
     )
 
     def single():
@@ -133,11 +148,20 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="single-level epochs")
     p.add_argument("--level-epochs", type=int, nargs=3, default=None)
     p.add_argument("--val-every", type=int, default=None)
+    p.add_argument("--schedule", default="exponential", help="PINN: Adam's schedule")
+    p.add_argument("--lbfgs", type=int, default=0, help="PINN: L-BFGS epochs after Adam")
     p.add_argument("--n-train", type=int, default=500)
     p.add_argument("--grid", type=int, default=256)
     p.add_argument("--modes", type=int, default=16)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--res-factors", type=int, nargs=3, default=[4, 2, 1])
+    p.add_argument(
+        "--carry",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="carry the optimizer moments between levels (--no-carry: fresh state per level)",
+    )
+    p.add_argument("--level-schedule", choices=["restart", "continue"], default="restart")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     fno = args.case == "fno"

@@ -155,6 +155,44 @@ def test_cascade_with_a_physics_loss(quiet_config):
     assert h["train_loss"][-1] < h["train_loss"][0]
 
 
+@pytest.mark.parametrize("carry", [True, False])
+def test_cascade_carries_or_restarts_the_optimizer_state(quiet_config, carry):
+    x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
+    ml = MultilevelConfig(num_levels=2, level_epochs=(7, 5), carry_optimizer_state=carry)
+    nets = create_network_hierarchy([1, 8, 1], ml, rngs=nnx.Rngs(0))
+    trainer = CascadeTrainer(nets, quiet_config(learning_rate=1e-2), ml)
+    trainer.train((x, np.sin(3 * x)))
+
+    def adam_count(t):
+        is_adam = lambda s: isinstance(s, optax.ScaleByAdamState)  # noqa: E731
+        leaves = jax.tree.leaves(t._state.opt_state, is_leaf=is_adam)
+        return [int(s.count) for s in leaves if is_adam(s)]
+
+    # full batch: one step per epoch; a carried count goes on from the coarse level's
+    assert adam_count(trainer.trainers[1]) == [12 if carry else 5]
+    with pytest.raises(ValueError, match="carry_optimizer_state"):
+        MultilevelConfig(carry_optimizer_state="yes")
+
+
+@pytest.mark.parametrize("schedule", ["restart", "continue"])
+def test_cascade_schedule_restarts_or_continues(quiet_config, schedule):
+    x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
+    ml = MultilevelConfig(num_levels=2, level_epochs=(6, 4), schedule=schedule)
+    nets = create_network_hierarchy([1, 8, 1], ml, rngs=nnx.Rngs(0))
+    opt = OptimizerConfig(schedule="linear", end_factor=0.0)
+    cfg = quiet_config(learning_rate=0.1, optimizer=opt, batch_size=16)  # 2 steps per epoch
+    _, h = CascadeTrainer(nets, cfg, ml).train((x, np.sin(3 * x)))
+    # the rate of the last update of each epoch (steps 2e - 1, counted from 0)
+    if schedule == "continue":  # one linear decay over all 20 steps
+        expect = [0.1 * (1 - (2 * e - 1) / 20) for e in range(1, 11)]
+    else:  # 12 steps, then 8
+        expect = [0.1 * (1 - (2 * e - 1) / 12) for e in range(1, 7)]
+        expect += [0.1 * (1 - (2 * e - 1) / 8) for e in range(1, 5)]
+    np.testing.assert_allclose(h["learning_rate"], expect, rtol=1e-5)
+    with pytest.raises(ValueError, match="MultilevelConfig.schedule"):
+        MultilevelConfig(schedule="warm")
+
+
 def test_cascade_resolution_factors_coarsen_the_collocation_points(quiet_config):
     from opifex.core.physics.losses import PhysicsInformedLoss
     from opifex.problems import burgers

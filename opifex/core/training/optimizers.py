@@ -150,6 +150,32 @@ def set_lr_scale(opt_state: Any, scale: float | jax.Array) -> Any:
     return new
 
 
+def set_schedule_step(opt_state: Any, step: int) -> Any:
+    """Return ``opt_state`` with its learning-rate schedule moved to optimizer step ``step``
+    (the next update uses ``schedule(step)``). Adam's own step count, which drives its bias
+    correction, is left alone."""
+    found = []
+
+    def at(c):
+        return jnp.asarray(step, dtype=jnp.asarray(c).dtype)
+
+    def put(s):
+        found.append(True)
+        # the schedule reads its own counter (optax's wrapped-schedule state)
+        hs = {
+            k: v._replace(count=at(v.count))
+            if hasattr(v, "_replace") and hasattr(v, "count")
+            else v
+            for k, v in s.hyperparams_states.items()
+        }
+        return s._replace(count=at(s.count), hyperparams_states=hs)
+
+    new = _map_inject_states(opt_state, put)
+    if not found:
+        raise ValueError("opt_state has no injected learning rate; build it with build_optimizer")
+    return new
+
+
 def _hyper(opt_state: Any, name: str) -> jax.Array:
     found: list[jax.Array] = []
     _map_inject_states(opt_state, lambda s: found.append(s.hyperparams[name]) or s)

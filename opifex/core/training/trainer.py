@@ -48,6 +48,7 @@ from opifex.core.training.optimizers import (
     build_optimizer,
     current_learning_rate,
     needs_value_fn,
+    set_schedule_step,
 )
 from opifex.core.training.physics_terms import ConservationTerms, MultiScale
 from opifex.core.training.state import TrainingState
@@ -384,6 +385,9 @@ class Trainer:
         self._optimizer_factory: Any = None
         #: optional ``opt_state -> opt_state`` applied to a fresh run's optimizer state
         self._initial_opt_state: Any = None
+        #: optional ``(offset, total)`` in epochs: this run is the part of a longer schedule
+        #: that starts at epoch ``offset`` of ``total`` (multilevel training's one schedule)
+        self._schedule_window: tuple[int, int] | None = None
         self._rewound = False
         self._loss_context: tuple | None = None
         self.history = History()
@@ -463,9 +467,12 @@ class Trainer:
         factory = self._optimizer_factory if stage == 0 else None
         if factory is not None:
             opt, lr = factory.optimizer_config, factory.learning_rate
-        total = max((stop - start) * steps_per_epoch // opt.gradient_accumulation_steps, 1)
+        accum = opt.gradient_accumulation_steps
+        total = max((stop - start) * steps_per_epoch // accum, 1)
         if factory is not None and factory.total_steps is not None:
             total = factory.total_steps
+        elif stage == 0 and self._schedule_window is not None:
+            total = max(self._schedule_window[1] * steps_per_epoch // accum, 1)
         tx = build_optimizer(opt, lr, total)
         uses_value_fn = needs_value_fn(opt)
         # components' gradient transformations run first (not before line-search
@@ -610,6 +617,15 @@ class Trainer:
             if self._initial_opt_state is not None:  # e.g. moments carried from a coarser level
                 self._state = self._state.replace(
                     opt_state=self._initial_opt_state(self._state.opt_state)
+                )
+            if self._schedule_window is not None:
+                f = self._optimizer_factory
+                opt = f.optimizer_config if f is not None else cfg.stage_plan()[0][2]
+                step = self._schedule_window[0] * engine.steps_per_epoch
+                self._state = self._state.replace(
+                    opt_state=set_schedule_step(
+                        self._state.opt_state, step // opt.gradient_accumulation_steps
+                    )
                 )
             if sampler is not None:
                 points = jax.tree.leaves(batched)[0]

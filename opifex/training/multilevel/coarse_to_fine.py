@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from opifex.core.training._config_base import _check_int, _ConfigBase, _fail
+from opifex.core.training._config_base import _check_choice, _check_int, _ConfigBase, _fail
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.history import History
 from opifex.neural.base import StandardMLP
@@ -46,12 +46,23 @@ class MultilevelConfig(_ConfigBase):
             the collocation points (a ``problem``'s ``n_collocation // 4``, or the first
             quarter of ``train_data``), the second on half, the finest on all. Boundary
             and validation data are not coarsened. ``None``: every level sees everything.
+        carry_optimizer_state: start each finer level from the previous level's optimizer
+            moments, mapped to the new shapes (:func:`carry_moments`): the optimizer
+            continues its trajectory. ``False``: each level starts a fresh optimizer state,
+            a warm restart; on the Poisson PINN benchmark this trained faster
+            (benchmarks/README.md).
+        schedule: ``"restart"``: each level runs the configured learning-rate schedule
+            over its own epochs (a warm restart per level). ``"continue"``: one schedule
+            spans all levels' epochs, and each level picks it up where the previous level
+            left it, so a decaying rate keeps decaying across the transfers.
     """
 
     num_levels: int = 3
     coarsening_factor: int = 2
     level_epochs: int | tuple[int, ...] = 1000
     resolution_factors: tuple[int, ...] | None = None
+    carry_optimizer_state: bool = True
+    schedule: str = "restart"
 
     def __post_init__(self, c: str = "MultilevelConfig") -> None:
         _check_int(c, "num_levels", self.num_levels, 1)
@@ -65,6 +76,13 @@ class MultilevelConfig(_ConfigBase):
                 _check_int(c, f"level_epochs[{i}]", e, 1)
         else:
             _check_int(c, "level_epochs", self.level_epochs, 1)
+        _check_choice(c, "schedule", self.schedule, ("restart", "continue"))
+        if not isinstance(self.carry_optimizer_state, bool):
+            _fail(
+                c,
+                "carry_optimizer_state",
+                f"must be True or False, got {self.carry_optimizer_state!r}",
+            )
         r = self.resolution_factors
         if r is None:
             return
@@ -272,7 +290,10 @@ class CascadeTrainer:
             trainer = BasicTrainer(net, self._level_config(level), callbacks=self.callbacks)
             if self.physics_loss is not None:
                 trainer.set_physics_loss(self.physics_loss)
-            if previous is not None:
+            if self.multilevel_config.schedule == "continue":
+                ml = self.multilevel_config
+                trainer._schedule_window = (offset, sum(map(ml.epochs, range(ml.num_levels))))
+            if previous is not None and self.multilevel_config.carry_optimizer_state:
                 old = previous[1]
                 trainer._initial_opt_state = lambda new, old=old: carry_moments(
                     old, new, self.moment_block
