@@ -135,7 +135,11 @@ def pinn_runs(args, seed: int):
         return BasicTrainer(model, cfg).train(problem=problem, val_data=val)[1]
 
     def multi():
-        nets = create_network_hierarchy(layers, ml, rngs=nnx.Rngs(seed))
+        if args.restarts_only:  # ablation: the same schedule, no growth
+            rngs = nnx.Rngs(seed)
+            nets = [StandardMLP(layers, activation="tanh", rngs=rngs) for _ in range(3)]
+        else:
+            nets = create_network_hierarchy(layers, ml, rngs=nnx.Rngs(seed))
         return CascadeTrainer(nets, cfg, ml).train(problem=problem, val_data=val)[1]
 
     return single, multi, "val_relative_l2"
@@ -160,6 +164,11 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="carry the optimizer moments between levels (--no-carry: fresh state per level)",
+    )
+    p.add_argument(
+        "--restarts-only",
+        action="store_true",
+        help="PINN ablation: three full-size levels (use with --res-factors 1 1 1)",
     )
     p.add_argument("--level-schedule", choices=["restart", "continue"], default="restart")
     p.add_argument("--out", default=None)
