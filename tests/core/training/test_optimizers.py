@@ -145,3 +145,18 @@ def test_gradient_accumulation_averages_microbatches():
     np.testing.assert_allclose(u1["w"], 0.0)
     u2, s = acc.update({"w": jnp.array([3.0, 6.0])}, s, params)
     np.testing.assert_allclose(u2["w"], [-2.0, -4.0], rtol=1e-6)
+
+
+def test_set_schedule_step_moves_the_schedule_not_adams_count():
+    from opifex.core.training.optimizers import set_schedule_step
+
+    cfg = OptimizerConfig(schedule="linear", end_factor=0.0)
+    tx = build_optimizer(cfg, 1.0, total_steps=10)
+    params = {"w": jnp.ones(3)}
+    state = set_schedule_step(tx.init(params), 4)
+    _, state = tx.update({"w": jnp.ones(3)}, state, params)
+    assert float(current_learning_rate(state)) == pytest.approx(0.6)  # schedule(4)
+    adam = [
+        s for s in jax.tree.leaves(state, is_leaf=lambda s: hasattr(s, "nu")) if hasattr(s, "nu")
+    ]
+    assert int(adam[0].count) == 1  # bias correction starts afresh
