@@ -193,6 +193,28 @@ def test_cascade_schedule_restarts_or_continues(quiet_config, schedule):
         MultilevelConfig(schedule="warm")
 
 
+def test_cascade_levels_checkpoint_into_their_own_folders(quiet_config, tmp_path):
+    from opifex.core.training.config import CheckpointConfig
+
+    x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
+    ml = MultilevelConfig(num_levels=2, level_epochs=4)
+    nets = create_network_hierarchy([1, 8, 1], ml, rngs=nnx.Rngs(0))
+    ck = CheckpointConfig(directory=str(tmp_path / "ck"))
+    cfg = quiet_config(checkpoint_frequency=2, checkpoint=ck, run_dir=str(tmp_path / "run"))
+    trainer = CascadeTrainer(nets, cfg, ml)
+    trainer.train((x, np.sin(3 * x)))
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["level_0", "level_1"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["level_0", "level_1"]
+    # the finest level's checkpoint restores into the finest network
+    before = [np.asarray(a) for a in _params(nets[1])]
+    fresh = create_network_hierarchy([1, 8, 1], ml, rngs=nnx.Rngs(5))[1]
+    from opifex.training.basic_trainer import BasicTrainer
+
+    BasicTrainer(fresh, cfg).load_checkpoint(str(tmp_path / "ck" / "level_1"))
+    for a, b in zip(before, _params(fresh), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+
+
 def test_cascade_resolution_factors_coarsen_the_collocation_points(quiet_config):
     from opifex.core.physics.losses import PhysicsInformedLoss
     from opifex.problems import burgers

@@ -19,6 +19,7 @@ Embedding, for hidden layer sizes ``n_c <= n_f`` (kernels are ``(in, out)``):
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -265,10 +266,20 @@ class CascadeTrainer:
         self.trainers: list[Any] = []
 
     def _level_config(self, level: int) -> TrainingConfig:
+        """The run configuration of ``level``: its epochs, the stages on the finest level
+        only, and the run and checkpoint directories in a ``level_<l>`` subfolder (the
+        levels' models differ in shape, so they must not share checkpoints)."""
+        cfg = self.config
         last = level == len(self.hierarchy) - 1
-        return self.config.replace(
+        sub = f"level_{level}"
+        ck = cfg.checkpoint
+        return cfg.replace(
             num_epochs=self.multilevel_config.epochs(level),
-            stages=self.config.stages if last else (),
+            stages=cfg.stages if last else (),
+            run_dir=None if cfg.run_dir is None else os.path.join(cfg.run_dir, sub),
+            checkpoint=ck
+            if ck.directory is None
+            else ck.replace(directory=os.path.join(ck.directory, sub)),
         )
 
     def train(self, train_data: Any = None, val_data: Any = None, **kwargs: Any):
