@@ -32,6 +32,7 @@ from opifex.core.training.config import (  # noqa: E402
     OptimizerStage,
     TrainingConfig,
 )
+from opifex.core.training.physics_configs import BoundaryConfig  # noqa: E402
 from opifex.geometry import ComplexDomain, Interval, Rectangle, TimeDomain  # noqa: E402
 from opifex.neural.base import StandardMLP  # noqa: E402
 from opifex.problems import burgers  # noqa: E402
@@ -92,7 +93,7 @@ def burgers_case(seed):
 CASES = {"burgers": burgers_case, "heat": heat_case, "poisson": poisson_case}
 
 
-def run(case: str, seed: int, adam: int | None, lbfgs: int | None) -> dict:
+def run(case: str, seed: int, adam: int | None, lbfgs: int | None, hard: bool = False) -> dict:
     problem, (gx, gu), n_adam, n_lbfgs, layers = CASES[case](seed)
     n_adam = adam if adam is not None else n_adam
     n_lbfgs = lbfgs if lbfgs is not None else n_lbfgs
@@ -104,19 +105,21 @@ def run(case: str, seed: int, adam: int | None, lbfgs: int | None) -> dict:
         validation_frequency=max((n_adam + n_lbfgs) // 10, 1),
         optimizer=OptimizerConfig(name="adam", schedule="exponential", decay_rate=0.1),
         stages=(OptimizerStage(num_epochs=n_lbfgs),) if n_lbfgs else (),
+        boundary_config=BoundaryConfig(enforcement="hard" if hard else "soft"),
     )
     model = StandardMLP(layers, activation="tanh", rngs=nnx.Rngs(seed))
     trainer = BasicTrainer(model, cfg)
     t0 = time.perf_counter()
-    trainer.train(problem=problem, val_data=(gx, gu))
+    trained, _ = trainer.train(problem=problem, val_data=(gx, gu))
     seconds = time.perf_counter() - t0
-    pred = np.asarray(model(jnp.asarray(gx)))
+    pred = np.asarray(trained(jnp.asarray(gx)))
     return {
         "case": case,
         "seed": seed,
         "adam_epochs": n_adam,
         "lbfgs_epochs": n_lbfgs,
         "layers": layers,
+        "boundary": "hard" if hard else "soft",
         "relative_l2": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu)),
         "seconds": seconds,
         "history_val": list(
@@ -131,11 +134,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--adam", type=int, default=None, help="override the Adam epochs")
     ap.add_argument("--lbfgs", type=int, default=None, help="override the L-BFGS epochs")
+    ap.add_argument(
+        "--hard", action="store_true", help="build the Dirichlet/initial data into the model"
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     rows = []
     for seed in args.seeds:
-        rows.append(run(args.case, seed, args.adam, args.lbfgs))
+        rows.append(run(args.case, seed, args.adam, args.lbfgs, args.hard))
         r = rows[-1]
         print(
             f"{args.case} seed {seed}: relative L2 {r['relative_l2']:.3e} in {r['seconds']:.0f} s",
