@@ -79,14 +79,20 @@ def time_to(points: list[tuple[float, float]], target: float) -> float | None:
     return next((t for t, e in points if e <= target), None)
 
 
-def fno_runs(args, seed: int, train, test):
-    ml = MultilevelFNOConfig(
+def levels(config_class, args):
+    """The three-level configuration the command line describes."""
+    return config_class(
         num_levels=3,
+        coarsening_factor=2,
         level_epochs=tuple(args.level_epochs),
         resolution_factors=tuple(args.res_factors),
         carry_optimizer_state=args.carry,
         schedule=args.level_schedule,
     )
+
+
+def fno_runs(args, seed: int, train, test):
+    ml = levels(MultilevelFNOConfig, args)
     cfg = TrainingConfig(
         num_epochs=args.epochs,
         batch_size=20,
@@ -112,14 +118,7 @@ def fno_runs(args, seed: int, train, test):
 
 def pinn_runs(args, seed: int):
     problem, val, _, _, layers = poisson_case(seed)
-    ml = MultilevelConfig(
-        num_levels=3,
-        coarsening_factor=2,
-        level_epochs=tuple(args.level_epochs),
-        resolution_factors=tuple(args.res_factors),
-        carry_optimizer_state=args.carry,
-        schedule=args.level_schedule,
-    )
+    ml = levels(MultilevelConfig, args)
     cfg = TrainingConfig(
         num_epochs=args.epochs,
         learning_rate=2e-3,

@@ -46,6 +46,7 @@ from opifex.core.training.config import (  # noqa: E402
     OptimizerStage,
     TrainingConfig,
 )
+from opifex.core.training.losses import mean_relative_l2  # noqa: E402
 from opifex.core.training.physics_configs import (  # noqa: E402
     ConservationConfig,
     MultiScaleConfig,
@@ -64,9 +65,9 @@ def fno(seed):
 
 def scores(model, x, y):
     pred = np.asarray(model(jnp.asarray(x)))
-    rel = np.linalg.norm((pred - y)[..., 0], axis=1) / np.linalg.norm(y[..., 0], axis=1)
+    rel = mean_relative_l2(pred, y, np.ones(len(y)))
     drift = np.abs(pred[..., 0].mean(1) - x[..., 0].mean(1))
-    return {"relative_l2": float(rel.mean()), "mass_drift": float(drift.mean())}
+    return {"relative_l2": float(rel), "mass_drift": float(drift.mean())}
 
 
 def config(seed, steps, steps_per_epoch, batch, **physics):

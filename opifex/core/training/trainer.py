@@ -469,10 +469,10 @@ class Trainer:
             opt, lr = factory.optimizer_config, factory.learning_rate
         accum = opt.gradient_accumulation_steps
         total = max((stop - start) * steps_per_epoch // accum, 1)
-        if factory is not None and factory.total_steps is not None:
+        if stage == 0 and self._schedule_window is not None:  # the window's start is set
+            total = max(self._schedule_window[1] * steps_per_epoch // accum, 1)  # with it
+        elif factory is not None and factory.total_steps is not None:
             total = factory.total_steps
-        elif stage == 0 and self._schedule_window is not None:
-            total = max(self._schedule_window[1] * steps_per_epoch // accum, 1)
         tx = build_optimizer(opt, lr, total)
         uses_value_fn = needs_value_fn(opt)
         # components' gradient transformations run first (not before line-search
