@@ -10,7 +10,8 @@ exponentially decaying rate, then L-BFGS) on 2000 collocation points:
 * ``rard``:     RAR-D, k = 2, c = 0: start from 1500 points, add 50 from the residual
                 density every period, up to 2000.
 
-Candidates per round: 20000 uniform points. Resampling runs inside the compiled chunk.
+Candidates per round: 20000 uniform points. Resampling runs inside the compiled chunk. The
+runs live in ``opifex.bench.sampling``; this script is their command line.
 
     python benchmarks/adaptive_sampling.py --methods fixed rad --seeds 0 1 2 \\
         --out benchmarks/results/adaptive_sampling.json
@@ -19,89 +20,45 @@ Candidates per round: 20000 uniform points. Resampling runs inside the compiled 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
-import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
 
-from opifex.core.training.config import OptimizerConfig, OptimizerStage, TrainingConfig  # noqa: E402
-from opifex.neural.base import StandardMLP  # noqa: E402
-from opifex.problems import burgers  # noqa: E402
-from opifex.training.adaptive_sampling import (  # noqa: E402
-    RADConfig,
-    RADSampler,
-    RARDConfig,
-    RARDRefiner,
-)
-from opifex.training.basic_trainer import BasicTrainer  # noqa: E402
-
-LAYERS = [2, 32, 32, 32, 32, 1]
-
-
-def sampler_for(method, domain, period):
-    if method == "fixed":
-        return None, 2000
-    if method == "resample":
-        return RADSampler(domain, RADConfig(k=0.0, c=1.0, period=period, n_candidates=20000)), 2000
-    if method == "rad":
-        return RADSampler(domain, RADConfig(k=1.0, c=1.0, period=period, n_candidates=20000)), 2000
-    if method == "rard":
-        cfg = RARDConfig(k=2.0, c=0.0, period=period, n_add=50, max_points=2000, n_candidates=20000)
-        return RARDRefiner(domain, cfg), 1500
-    raise ValueError(method)
-
-
-def run(method, seed, adam, lbfgs, period):
-    problem0 = burgers.problem(n_collocation=2000, n_boundary=256, seed=seed)
-    sampler, n0 = sampler_for(method, problem0.domain, period)
-    problem = burgers.problem(n_collocation=n0, n_boundary=256, seed=seed)
-    problem = dataclasses.replace(problem, sampling="uniform")
-    gx, gu = burgers.reference_grid(256, 101)
-    cfg = TrainingConfig(
-        num_epochs=adam,
-        learning_rate=2e-3,
-        seed=seed,
-        verbose=False,
-        optimizer=OptimizerConfig(name="adam", schedule="exponential", decay_rate=0.1),
-        stages=(OptimizerStage(num_epochs=lbfgs),) if lbfgs else (),
-    )
-    model = StandardMLP(LAYERS, activation="tanh", rngs=nnx.Rngs(seed))
-    trainer = BasicTrainer(model, cfg, callbacks=[] if sampler is None else [sampler])
-    t0 = time.perf_counter()
-    _, h = trainer.train(problem=problem)
-    seconds = time.perf_counter() - t0
-    pred = np.asarray(model(jnp.asarray(gx)))
-    return {
-        "method": method,
-        "seed": seed,
-        "relative_l2": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu)),
-        "seconds": seconds,
-        "final_points": int(h["collocation_points"][-1]) if "collocation_points" in h else n0,
-        "rounds": int(h["sampler_rounds"][-1]) if "sampler_rounds" in h else 0,
-    }
+from opifex.bench.sampling import METHODS, train  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", nargs="+", default=["fixed", "resample", "rad", "rard"])
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--adam", type=int, default=10000)
     ap.add_argument("--lbfgs", type=int, default=4000)
     ap.add_argument("--period", type=int, default=1000)
+    ap.add_argument("--candidates", type=int, default=20000, help="candidates per round")
+    ap.add_argument(
+        "--hard", action="store_true", help="build the Dirichlet/initial data into the model"
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     rows = []
     for method in args.methods:
         for seed in args.seeds:
-            rows.append(run(method, seed, args.adam, args.lbfgs, args.period))
+            r = train(
+                method,
+                seed,
+                args.adam,
+                args.lbfgs,
+                args.period,
+                args.hard,
+                n_candidates=args.candidates,
+            )
+            r.pop("arrays")
+            rows.append(r)
             r = rows[-1]
             print(
                 f"{method:<9} seed {seed}: relative L2 {r['relative_l2']:.3e}  "

@@ -27,9 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import pinn_throughput  # noqa: E402
-import throughput  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from opifex.bench import speed  # noqa: E402
 from opifex.core.training.config import TrainingConfig  # noqa: E402
 from opifex.neural.base import StandardMLP  # noqa: E402
 from opifex.problems import burgers  # noqa: E402
@@ -105,12 +105,12 @@ def main() -> None:
     )
 
     # supervised: 4096 points, minibatches of 256 (16 steps per epoch)
-    x, y = throughput.make_data(4096)
+    x, y = speed.make_data(4096)
     epochs = args.steps // 16
     cfg = TrainingConfig(num_epochs=epochs, batch_size=256, learning_rate=1e-3, verbose=False)
-    hand = throughput.hand_loop(x, y, 256, epochs, 1e-3)
-    plain, _ = runner(BasicTrainer, throughput.LAYERS, cfg, train_data=(x, y))
-    modular, mt = runner(ModularTrainer, throughput.LAYERS, cfg, train_data=(x, y))
+    hand = speed.hand_loop(x, y, 256, epochs, 1e-3)
+    plain, _ = runner(BasicTrainer, speed.LAYERS, cfg, train_data=(x, y))
+    modular, mt = runner(ModularTrainer, speed.LAYERS, cfg, train_data=(x, y))
     rows.append(
         compare(
             "regression, 4096 pts, batch 256", epochs * 16, args.repeats, hand, plain, modular, mt

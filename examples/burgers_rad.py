@@ -10,11 +10,13 @@ density uniform).
 """
 
 import argparse
+import os
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from opifex.bench import plots
 from opifex.core.training.config import OptimizerConfig, OptimizerStage, TrainingConfig
 from opifex.neural.base import StandardMLP
 from opifex.problems import burgers
@@ -44,25 +46,13 @@ print(
     f"{trainer.history['sampler_rounds'][-1]} RAD rounds"
 )
 
-points = np.asarray(
-    trainer.training_state.diagnostics.get("points", trainer._state.sampler["points"])
-)
+points = np.asarray(trainer._state.sampler["points"])
 res = np.abs(np.asarray(trainer.physics_loss.residuals(model, jnp.asarray(gx))))[:, 0]
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:
-    raise SystemExit('matplotlib is needed for the plot: pip install "opifex[viz]"') from None
-fig, ax = plt.subplots(figsize=(8, 4))
-im = ax.tricontourf(gx[:, 1], gx[:, 0], np.log10(res + 1e-8), levels=40, cmap="viridis")
-ax.scatter(points[:, 1], points[:, 0], s=1.5, c="white", alpha=0.7, label="RAD points")
-fig.colorbar(im, ax=ax, label="log10 |residual|")
-ax.set_xlabel("t")
-ax.set_ylabel("x")
-ax.set_title("Burgers: RAD collocation points over the PDE residual")
-ax.legend(loc="upper right", markerscale=5)
-fig.tight_layout()
-fig.savefig(args.out, dpi=120)
+plt = plots.pyplot()
+if plt is None:
+    raise SystemExit('matplotlib is needed for the plot: pip install "opifex[viz]"')
+record = {"case": "Burgers, RAD"}
+outcome = {"seed": 0, "arrays": {"grid": gx, "residual": res, "points": points}}
+(path,) = plots.sampled_points(plt, record, [outcome], os.path.splitext(args.out)[0])
+os.replace(path, args.out)
 print("wrote", args.out)

@@ -4,6 +4,8 @@
 then L-BFGS) and prints its relative L2 error against the exact Cole-Hopf solution;
 ``opifex demo --problem regression`` fits a 2-D function with the plain Trainer. Both write a
 run directory (config, JSONL metrics, history, checkpoints, result, plots with matplotlib).
+``opifex bench`` runs the benchmark suites (``opifex.bench``); ``opifex train CONFIG.yaml``
+trains a built-in problem from a YAML config (``opifex.train_cli``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,19 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from opifex.bench.cli import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv and argv[0] == "train":
+        from opifex.train_cli import main as train_main
+
+        return train_main(argv[1:])
     parser = argparse.ArgumentParser(prog="opifex", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("bench", help="run benchmark suites/cases (opifex bench --help)")
+    sub.add_parser("train", help="train a built-in problem from a YAML config (--help)")
     demo = sub.add_parser("demo", help="train a model end to end and report its error")
     demo.add_argument("--problem", choices=["burgers", "regression"], default="burgers")
     demo.add_argument("--run-dir", default=None, help="output directory (default runs/<problem>)")

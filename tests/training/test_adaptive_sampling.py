@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -186,3 +187,29 @@ def test_sampler_needs_a_residual(quiet_config):
     x = jnp.linspace(0, 1, 16)[:, None]
     with pytest.raises(ValueError, match="needs a physics loss with a pde_residual"):
         t.train((x, x))
+
+
+def test_lbfgs_memory_restarts_when_points_are_resampled(quiet_config):
+    from opifex.core.training.config import OptimizerStage
+
+    dom = Interval(-1.0, 1.0)
+    data, bnd = train_data()
+    # 20 Adam epochs, then 13 L-BFGS epochs with resampling at epochs 20 and 30
+    t = make(
+        RADSampler(dom, RADConfig(period=10, n_candidates=256)),
+        quiet_config,
+        epochs=20,
+        stages=(OptimizerStage(num_epochs=13),),
+    )
+    _, h = t.train(train_data=data, boundary_data=bnd)
+    assert h["sampler_rounds"][-1] == 3
+    lbfgs = [
+        x
+        for x in jax.tree.leaves(
+            t._state.opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByLBFGSState)
+        )
+        if isinstance(x, optax.ScaleByLBFGSState)
+    ]
+    # the memory restarted at epoch 30: three L-BFGS steps since (epochs 30, 31, 32)
+    assert int(lbfgs[0].count) == 3
+    assert np.all(np.isfinite(h["train_loss"])) and h["train_loss"][-1] < h["train_loss"][0]

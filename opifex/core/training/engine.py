@@ -39,7 +39,7 @@ import optax
 from flax import nnx, struct
 
 from opifex.core.physics.weighting import ntk_trace_estimates
-from opifex.core.training.optimizers import current_learning_rate
+from opifex.core.training.optimizers import current_learning_rate, reset_curvature_memory
 
 PyTree = Any
 Objective = Callable[
@@ -361,7 +361,10 @@ class Engine:
 
     # ----------------------------------------------------------------- epoch
     def _sampled(self, state: TrainState, whole) -> TrainState:
-        """Resample the collocation points in-graph when the sampler's period is due."""
+        """Resample the collocation points in-graph when the sampler's period is due.
+
+        A line-search optimizer (L-BFGS) also restarts its curvature memory then: its
+        ``(s, y)`` pairs belong to the objective on the old points."""
         due = (state.epoch > 0) & (state.epoch % self.sampler.period == 0)
 
         def refresh(st):
@@ -369,7 +372,11 @@ class Engine:
             new = self.sampler.resample(
                 st.sampler, lambda x: self.point_residual(model, x, whole), self.n_active
             )
-            return st.replace(sampler=new)
+            st = st.replace(sampler=new)
+            if self.uses_value_fn:
+                fresh = self.tx.init(st.params)
+                st = st.replace(opt_state=reset_curvature_memory(st.opt_state, fresh))
+            return st
 
         return jax.lax.cond(due, refresh, lambda st: st, state)
 

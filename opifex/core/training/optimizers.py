@@ -124,6 +124,25 @@ def needs_value_fn(cfg: OptimizerConfig) -> bool:
     return cfg.name == "lbfgs"
 
 
+_CURVATURE_STATES = (optax.ScaleByLBFGSState, optax.ScaleByZoomLinesearchState)
+
+
+def reset_curvature_memory(opt_state: Any, fresh: Any) -> Any:
+    """``opt_state`` with its quasi-Newton memory (L-BFGS curvature pairs, line-search
+    state) taken from ``fresh`` (``tx.init(params)``); counts, learning-rate scale and
+    schedule position are kept.
+
+    Used when the objective itself changes (e.g. resampled collocation points): curvature
+    pairs ``(s, y)`` measured on the old objective no longer describe the new one, and a
+    gradient difference taken across the change can have ``s . y <= 0``. Nocedal & Wright,
+    *Numerical Optimization* (2006), Sec. 7.2, restart the memory in that case.
+    """
+    is_memory = lambda x: isinstance(x, _CURVATURE_STATES)
+    return jax.tree.map(
+        lambda old, new: new if is_memory(old) else old, opt_state, fresh, is_leaf=is_memory
+    )
+
+
 def _is_inject_state(x: Any) -> bool:
     return isinstance(x, optax.InjectStatefulHyperparamsState)
 

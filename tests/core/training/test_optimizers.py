@@ -160,3 +160,33 @@ def test_set_schedule_step_moves_the_schedule_not_adams_count():
         s for s in jax.tree.leaves(state, is_leaf=lambda s: hasattr(s, "nu")) if hasattr(s, "nu")
     ]
     assert int(adam[0].count) == 1  # bias correction starts afresh
+
+
+def test_reset_curvature_memory_keeps_counts_and_scale():
+    from opifex.core.training.optimizers import reset_curvature_memory
+
+    tx = build_optimizer(OptimizerConfig(name="lbfgs"), 1.0, total_steps=10)
+    params = {"w": jnp.zeros(3)}
+    params, state = run(tx, params, 4)
+    state = set_lr_scale(state, 0.5)
+
+    def lbfgs(s):
+        return next(
+            x
+            for x in jax.tree.leaves(s, is_leaf=lambda x: isinstance(x, optax.ScaleByLBFGSState))
+            if isinstance(x, optax.ScaleByLBFGSState)
+        )
+
+    assert int(lbfgs(state).count) == 4 and float(jnp.abs(lbfgs(state).weights_memory).sum()) > 0
+    reset = reset_curvature_memory(state, tx.init(params))
+    assert int(lbfgs(reset).count) == 0
+    assert float(jnp.abs(lbfgs(reset).diff_params_memory["w"]).sum()) == 0.0
+    assert int(reset.count) == int(state.count) == 4  # the schedule position is kept
+    assert float(get_lr_scale(reset)) == 0.5
+    # and the restarted optimizer still converges on the quadratic
+    p = params
+    for _ in range(10):
+        value, grad = jax.value_and_grad(quad)(p)
+        u, reset = tx.update(grad, reset, p, value=value, grad=grad, value_fn=quad)
+        p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(p["w"], TARGET, atol=1e-4)

@@ -1,0 +1,350 @@
+"""The registered benchmark cases and their budgets per suite.
+
+Bands: a ``quick`` band is set around the value this CPU measured at that budget, wide
+enough for another machine's floating-point differences and no wider than what would hide
+a broken feature; a ``cpu`` band is the issue's target where one exists (e.g. Burgers
+relative L2 <= 1e-3), else the measured level with margin. ``gpu`` budgets follow the
+papers' scales (more points, longer schedules, Li et al.'s grids); their bands hold the
+published levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+from opifex.bench import multilevel, operators, pinn, plots, recovery, sampling, speed
+from opifex.bench.core import Budget, Case, register
+
+INF = math.inf
+
+
+# PINNs --------------------------------------------------------------------------------------
+def _pinn_run(name):
+    def run(seed, shared, **params):
+        return pinn.train(name, seed, **params)
+
+    return run
+
+
+register(
+    Case(
+        name="pinn-burgers",
+        title="Burgers PINN (nu = 0.01/pi), hard initial/boundary conditions, Adam + L-BFGS",
+        metric="relative_l2",
+        run=_pinn_run("burgers"),
+        plot=plots.error_field,
+        reference="RAD paper (Wu et al. 2023) ~2e-4 with adaptive points; PINNacle best 1.4e-2",
+        budgets={
+            "quick": Budget(
+                (0,), {"adam": 1500, "lbfgs": 500, "hard": True, "n_collocation": 2000}, (0, 0.1)
+            ),
+            "cpu": Budget(
+                (0, 1, 2),
+                {"adam": 6000, "lbfgs": 5000, "hard": True, "n_collocation": 8000},
+                (0, 1e-3),
+            ),
+            "gpu": Budget(
+                (0, 1, 2),
+                {"adam": 20000, "lbfgs": 10000, "hard": True, "n_collocation": 20000},
+                (0, 1e-3),
+            ),
+        },
+    )
+)
+register(
+    Case(
+        name="pinn-heat",
+        title="heat equation u_t = 0.1 u_xx, exact solution, soft conditions",
+        metric="relative_l2",
+        run=_pinn_run("heat"),
+        plot=plots.error_field,
+        budgets={
+            "quick": Budget((0,), {"adam": 1000, "lbfgs": 300}, (0, 2e-2)),
+            "cpu": Budget((0, 1, 2), {"adam": 5000, "lbfgs": 2000}, (0, 5e-3)),
+            "gpu": Budget((0, 1, 2), {"adam": 20000, "lbfgs": 5000, "n_collocation": 10000}),
+        },
+    )
+)
+register(
+    Case(
+        name="pinn-poisson",
+        title="Poisson on the L-shaped ComplexDomain, manufactured sin(pi x) sin(pi y)",
+        metric="relative_l2",
+        run=_pinn_run("poisson"),
+        plot=plots.error_field,
+        budgets={
+            "quick": Budget((0,), {"adam": 1000, "lbfgs": 300}, (0, 0.3)),
+            "cpu": Budget((0, 1, 2), {"adam": 5000, "lbfgs": 2000}, (0, 1e-2)),
+            "gpu": Budget((0, 1, 2), {"adam": 20000, "lbfgs": 5000, "n_collocation": 10000}),
+        },
+    )
+)
+
+
+# Neural operators ---------------------------------------------------------------------------
+def _fno_setup(name):
+    def setup(n_train, n_test, grid, **_):
+        return operators.problem_data(name, n_train, n_test, grid)
+
+    return setup
+
+
+def _fno_run(name):
+    def run(seed, shared, n_train, n_test, grid, **params):
+        return operators.train(name, seed, *shared, **params)
+
+    return run
+
+
+register(
+    Case(
+        name="fno-burgers",
+        title="FNO, periodic Burgers u0 -> u(., 1), nu = 0.1 (Li et al. 2021)",
+        metric="mean_relative_l2",
+        run=_fno_run("burgers"),
+        setup=_fno_setup("burgers"),
+        plot=plots.prediction_1d,
+        reference="Li et al. (ICLR 2021): 1.6e-3 at s = 1024",
+        budgets={
+            "quick": Budget(
+                (0,),
+                {"n_train": 200, "n_test": 50, "grid": 64, "epochs": 30, "modes": 8, "width": 32},
+                (0, 0.1),
+            ),
+            "cpu": Budget(
+                (0, 1, 2),
+                {
+                    "n_train": 1000,
+                    "n_test": 200,
+                    "grid": 256,
+                    "epochs": 60,
+                    "modes": 16,
+                    "width": 64,
+                },
+                (0, 1e-2),
+            ),
+            "gpu": Budget(
+                (0, 1, 2),
+                {
+                    "n_train": 1000,
+                    "n_test": 200,
+                    "grid": 1024,
+                    "epochs": 500,
+                    "modes": 16,
+                    "width": 64,
+                },
+                (0, 2e-3),
+            ),
+        },
+    )
+)
+register(
+    Case(
+        name="fno-darcy",
+        title="FNO, Darcy flow a -> u on the unit square (Li et al. 2021)",
+        metric="mean_relative_l2",
+        run=_fno_run("darcy"),
+        setup=_fno_setup("darcy"),
+        plot=plots.prediction_1d,
+        reference="Li et al. (ICLR 2021): 1.08e-2 at s = 85",
+        budgets={
+            "quick": Budget(
+                (0,),
+                {
+                    "n_train": 100,
+                    "n_test": 25,
+                    "grid": 22,
+                    "epochs": 15,
+                    "modes": 6,
+                    "width": 16,
+                    "padding": 3,
+                },
+                (0, 0.2),
+            ),
+            "cpu": Budget(
+                (0, 1, 2),
+                {
+                    "n_train": 500,
+                    "n_test": 100,
+                    "grid": 43,
+                    "epochs": 20,
+                    "modes": 12,
+                    "width": 32,
+                    "padding": 5,
+                },
+                (0, 5e-2),
+            ),
+            "gpu": Budget(
+                (0, 1, 2),
+                {
+                    "n_train": 1000,
+                    "n_test": 200,
+                    "grid": 85,
+                    "epochs": 500,
+                    "modes": 12,
+                    "width": 32,
+                    "padding": 9,
+                },
+                (0, 1.2e-2),
+            ),
+        },
+    )
+)
+
+
+# Adaptive sampling --------------------------------------------------------------------------
+def _rad_run(seed, shared, methods=("rad", "fixed"), **params):
+    runs = {m: sampling.train(m, seed, **params) for m in methods}
+    main = runs[methods[0]]
+    out = {
+        "value": main["relative_l2"],
+        "seconds": sum(r["seconds"] for r in runs.values()),
+        "loss_curve": main["loss_curve"],
+        "arrays": main["arrays"],
+        "rounds": main["rounds"],
+    }
+    for m, r in runs.items():
+        out[f"{m}_relative_l2"] = r["relative_l2"]
+    if len(methods) > 1:
+        out["gain_over_" + methods[1]] = runs[methods[1]]["relative_l2"] / main["relative_l2"]
+    return out
+
+
+register(
+    Case(
+        name="rad-burgers",
+        title="Burgers PINN with RAD resampling (k = 1, c = 1) vs fixed uniform points",
+        metric="relative_l2",
+        run=_rad_run,
+        plot=plots.sampled_points,
+        reference="Wu et al. (CMAME 2023): fixed uniform ~1e-1, RAD ~2e-4 on 2000 points",
+        budgets={
+            "quick": Budget(
+                (0,),
+                {"methods": ("rad",), "adam": 1500, "lbfgs": 300, "period": 300, "hard": True},
+                (0, 0.2),
+            ),
+            "cpu": Budget(
+                (0, 1, 2),
+                {"adam": 6000, "lbfgs": 5000, "period": 1000, "hard": True},
+                (0, 1e-3),
+            ),
+            "gpu": Budget(
+                (0, 1, 2),
+                {"adam": 15000, "lbfgs": 15000, "period": 1000, "hard": True},
+                (0, 1e-3),
+            ),
+        },
+    )
+)
+
+
+# Multilevel ---------------------------------------------------------------------------------
+def _multilevel_pinn(seed, shared, **opts):
+    single, multi, key = multilevel.pinn_runs(multilevel.options("pinn", **opts), seed)
+    r = multilevel.compare_runs(single, multi, key)
+    return {
+        "value": r["speedup"] or 0.0,
+        "seconds": r["single_final_s"] + r["multi_final_s"],
+        **{k: v for k, v in r.items() if k not in ("speedup",)},
+    }
+
+
+register(
+    Case(
+        name="multilevel-pinn",
+        title="time-to-target speed-up of coarse-to-fine training, Poisson L-shape PINN",
+        metric="speedup",
+        higher_is_better=True,
+        run=_multilevel_pinn,
+        budgets={
+            "cpu": Budget((0, 1, 2), {}, (1.5, INF)),
+            "gpu": Budget((0, 1, 2), {}, (1.5, INF)),
+        },
+    )
+)
+
+
+# Speed and robustness -----------------------------------------------------------------------
+def _throughput(seed, shared, points=4096, steps=2000, repeats=15, batch_size=None, chunks=1):
+    x, y = speed.make_data(points)
+    spe = 1 if batch_size is None else points // batch_size
+    epochs = steps // spe
+    log_frequency = None if chunks <= 1 else max(1, epochs // chunks)
+    r = speed.bench_case("trainer", x, y, batch_size, steps, repeats, log_frequency)
+    t = sum(r["hand_times_s"]) + sum(r["trainer_times_s"])
+    return {"value": r["paired_ratio_median"], "seconds": t, **r}
+
+
+register(
+    Case(
+        name="throughput",
+        title="Trainer steps/s over a hand-written jit + lax.scan loop (full batch, 20 chunks)",
+        metric="speed_ratio",
+        higher_is_better=True,
+        run=_throughput,
+        plot=plots.bars,
+        budgets={
+            "quick": Budget((0,), {"steps": 1000, "repeats": 5, "chunks": 20}, (0.7, INF)),
+            "cpu": Budget((0,), {"steps": 2000, "repeats": 15, "chunks": 20}, (0.9, INF)),
+            "gpu": Budget((0,), {"steps": 5000, "repeats": 15, "chunks": 20}, (0.9, INF)),
+        },
+    )
+)
+
+
+def _recovery_lr(seed, shared, epochs=300):
+    import time
+
+    t0 = time.perf_counter()
+    managed = recovery.run("modular", seed, 1.0, "sgd", "tanh", (recovery.X, recovery.Y), epochs)
+    plain = recovery.run("plain", seed, 1.0, "sgd", "tanh", (recovery.X, recovery.Y), epochs)
+    return {
+        "value": managed["mse"],
+        "seconds": time.perf_counter() - t0,
+        "plain_trainer_mse": plain["mse"],
+        "recovery_attempts": managed["recovery_attempts"],
+        "final_lr_scale": managed["final_lr_scale"],
+    }
+
+
+def _recovery_nan(seed, shared, epochs=300):
+    import time
+
+    xb = recovery.X.copy()
+    xb[100, 0] = 3e38
+    t0 = time.perf_counter()
+    guarded = recovery.run("plain", seed, 1e-3, "adam", "relu", (xb, recovery.Y), epochs)
+    hand = recovery.hand_loop(seed, 1e-3, "relu", (xb, recovery.Y), epochs)
+    return {
+        "value": guarded["mse"],
+        "seconds": time.perf_counter() - t0,
+        "hand_loop_mse": hand["mse"],
+        "skipped_steps": guarded["skipped_steps"],
+    }
+
+
+register(
+    Case(
+        name="recovery-divergence",
+        title="ModularTrainer with a learning rate 100x too high (SGD lr 1.0), clean-data MSE",
+        metric="mse",
+        run=_recovery_lr,
+        budgets={
+            "quick": Budget((0,), {"epochs": 300}, (0, 1e-2)),
+            "cpu": Budget((0, 1, 2), {"epochs": 300}, (0, 1e-2)),
+        },
+    )
+)
+register(
+    Case(
+        name="recovery-nan-batch",
+        title="Trainer with a NaN-producing input (3e38) in every epoch, clean-data MSE",
+        metric="mse",
+        run=_recovery_nan,
+        budgets={
+            "quick": Budget((0,), {"epochs": 300}, (0, 1e-4)),
+            "cpu": Budget((0, 1, 2), {"epochs": 300}, (0, 1e-4)),
+        },
+    )
+)

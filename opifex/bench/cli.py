@@ -1,0 +1,103 @@
+"""``opifex bench`` (also ``python -m opifex.bench``): run benchmark suites and cases.
+
+    opifex bench quick                      # the CI suite: small budgets, bands checked
+    opifex bench cpu --out results/cpu      # the full CPU tier
+    opifex bench pinn-burgers --suite quick --seeds 0 1 2
+    opifex bench --list
+    opifex bench --compare results/2026-11-01 results/2026-11-22
+
+The exit status is 1 when a case's median leaves its band (or ``--compare`` finds a
+regression), so CI fails on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(
+        prog="opifex bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("names", nargs="*", metavar="SUITE_OR_CASE", help="quick, cpu, gpu or a case")
+    p.add_argument(
+        "--suite",
+        choices=["quick", "cpu", "gpu"],
+        default=None,
+        help="the budget for named cases (default: cpu)",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the seeds")
+    p.add_argument("--out", default=None, help="result folder (default: results/<date>)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-case lines")
+    p.add_argument("--list", action="store_true", help="list the cases and their suites")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two result folders")
+    p.add_argument(
+        "--accuracy-tolerance",
+        type=float,
+        default=0.5,
+        help="--compare: flag a metric worse by more than this fraction (default 0.5)",
+    )
+    p.add_argument(
+        "--time-tolerance",
+        type=float,
+        default=0.3,
+        help="--compare: flag a case slower by more than this fraction (default 0.3)",
+    )
+    args = p.parse_args(argv)
+
+    from opifex.bench import CASES, compare, load_results, resolve, run_cases
+
+    if args.list:
+        for c in CASES.values():
+            print(f"{c.name:<20} [{', '.join(c.budgets)}]  {c.title}")
+        return 0
+    if args.compare:
+        old, new = (load_results(path) for path in args.compare)
+        rows, table = compare(
+            old,
+            new,
+            accuracy_tolerance=args.accuracy_tolerance,
+            time_tolerance=args.time_tolerance,
+        )
+        print(table, end="")
+        bad = [r["case"] for r in rows if r["regression"]]
+        print(f"{len(bad)} regression(s)" + (f": {', '.join(bad)}" if bad else ""))
+        return 1 if bad else 0
+    if not args.names:
+        p.error("name a suite (quick, cpu, gpu) or case, or use --list / --compare")
+    try:
+        pairs = resolve(args.names, args.suite)
+    except ValueError as e:
+        p.error(str(e))
+    from opifex.bench.core import default_out_dir
+
+    out_dir = args.out or default_out_dir()
+    logger = logging.getLogger("opifex")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # recovery cases warn by design
+    try:
+        records = run_cases(
+            pairs,
+            out_dir,
+            seeds=args.seeds,
+            plots=not args.no_plots,
+            verbose=not args.quiet,
+            argv=argv,
+        )
+    finally:
+        logger.setLevel(level)
+    failed = [r["case"] for r in records if r["status"] != "pass"]
+    print(f"wrote {os.path.join(out_dir, 'results.json')} and results.md")
+    print(
+        f"{len(records) - len(failed)} of {len(records)} case(s) inside their bands"
+        + (f"; outside: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0

@@ -1,0 +1,130 @@
+"""Speed cases: the Trainer against a hand-written ``jit`` + ``lax.scan`` + optax loop.
+
+Same model (2-[32]x4-1 tanh MLP), same data, same optimizer (Adam, constant rate), same
+number of steps, same process. :func:`bench_case` alternates hand-loop and Trainer runs
+``repeats`` times after a warm-up (compilation excluded on both sides) and reports the
+median steps/s of each, the ratio of medians, and the median (and range) of the per-pair
+ratios. Trainer timings are whole ``trainer.train(...)`` calls, so they include the host
+loop, history and metric read-back.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from flax import nnx
+
+from opifex.core.training.config import TrainingConfig
+from opifex.core.training.trainer import Trainer
+from opifex.neural.base import StandardMLP
+
+LAYERS = [2, 32, 32, 32, 32, 1]
+
+
+def make_data(n: int):
+    x = jr.uniform(jr.key(0), (n, 2), minval=-1.0, maxval=1.0)
+    y = jnp.sin(jnp.pi * x[:, :1]) * jnp.cos(jnp.pi * x[:, 1:])
+    return x, y
+
+
+def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float):
+    """The loop a careful user would write by hand; returns a timed-run callable."""
+    model = StandardMLP(LAYERS, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    tx = optax.adam(lr)
+    n = x.shape[0]
+    bs = n if batch_size is None else batch_size
+    spe = n // bs
+
+    def loss_fn(p, xb, yb):
+        return jnp.mean((nnx.merge(graphdef, p)(xb) - yb) ** 2)
+
+    def step(carry, batch):
+        p, s = carry
+        loss, g = jax.value_and_grad(loss_fn)(p, *batch)
+        u, s = tx.update(g, s, p)
+        return (optax.apply_updates(p, u), s), loss
+
+    def epoch(carry, _):
+        p, s, key = carry
+        if spe == 1:
+            (p, s), loss = step((p, s), (x, y))
+            return (p, s, key), loss
+        key, sub = jr.split(key)
+        idx = jr.permutation(sub, n)[: spe * bs].reshape(spe, bs)
+        (p, s), losses = jax.lax.scan(
+            lambda c, i: step(c, (jnp.take(x, i, axis=0), jnp.take(y, i, axis=0))), (p, s), idx
+        )
+        return (p, s, key), jnp.mean(losses)
+
+    @jax.jit
+    def run(p, s, key):
+        return jax.lax.scan(epoch, (p, s, key), None, length=epochs)
+
+    state = (params, tx.init(params), jr.key(1))
+    jax.block_until_ready(run(*state))  # compile
+
+    def timed():
+        t0 = time.perf_counter()
+        out = run(*state)
+        jax.block_until_ready(out)
+        return time.perf_counter() - t0
+
+    return timed
+
+
+def trainer_runner(x, y, batch_size, epochs, lr, log_frequency):
+    model = StandardMLP(LAYERS, rngs=nnx.Rngs(0))
+    cfg = TrainingConfig(
+        num_epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        verbose=False,
+        log_frequency=log_frequency,
+    )
+    trainer = Trainer(model, cfg)
+    trainer.train((x, y))  # compile
+
+    def timed():
+        t0 = time.perf_counter()
+        trainer.train((x, y))  # a new run from the current weights, compiled chunk reused
+        return time.perf_counter() - t0
+
+    return timed, trainer
+
+
+def bench_case(name, x, y, batch_size, steps, repeats, log_frequency, lr=1e-3):
+    n = x.shape[0]
+    spe = 1 if batch_size is None else n // batch_size
+    epochs = steps // spe
+    hand = hand_loop(x, y, batch_size, epochs, lr)
+    opif, trainer = trainer_runner(x, y, batch_size, epochs, lr, log_frequency)
+    t_hand, t_opif = [], []
+    for _ in range(repeats):
+        t_hand.append(hand())
+        t_opif.append(opif())
+    assert trainer._engine.trace_count == 1, "Trainer retraced between runs"
+    total = epochs * spe
+    hand_sps = total / statistics.median(t_hand)
+    opif_sps = total / statistics.median(t_opif)
+    paired = [h / o for h, o in zip(t_hand, t_opif, strict=True)]
+    return {
+        "case": name,
+        "points": n,
+        "batch_size": batch_size or n,
+        "steps": total,
+        "chunks_per_run": -(-epochs // (log_frequency or epochs)),
+        "hand_steps_per_s": hand_sps,
+        "trainer_steps_per_s": opif_sps,
+        "ratio": opif_sps / hand_sps,
+        "paired_ratio_median": statistics.median(paired),
+        "paired_ratio_min": min(paired),
+        "paired_ratio_max": max(paired),
+        "hand_times_s": t_hand,
+        "trainer_times_s": t_opif,
+    }

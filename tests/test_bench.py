@@ -1,0 +1,184 @@
+"""The benchmark framework: budgets, bands, result folders, comparison, the CLI, the cache."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from opifex.bench import CASES, SUITES, Budget, Case, compare, resolve, run_case
+from opifex.bench.cli import main as bench_main
+from opifex.bench.core import downsample, markdown, write_results
+from opifex.problems.cache import cached_arrays
+
+
+def _case(values, band=(0.0, 1.0), higher=False):
+    """A case whose run returns ``values[seed]`` (and records the params it was given)."""
+
+    def run(seed, shared, scale=1.0):
+        return {"value": values[seed] * scale, "seconds": 0.01, "shared": shared}
+
+    return Case(
+        name="toy",
+        title="toy",
+        metric="err",
+        run=run,
+        setup=lambda scale=1.0: "data",
+        budgets={"quick": Budget((0, 1, 2), {"scale": 2.0}, band)},
+        higher_is_better=higher,
+    )
+
+
+def test_budget_and_case_validation():
+    with pytest.raises(ValueError, match="seeds"):
+        Budget(())
+    with pytest.raises(ValueError, match="band"):
+        Budget((0,), band=(1.0, 0.0))
+    with pytest.raises(ValueError, match="unknown suites"):
+        Case("x", "x", "m", run=lambda s, d: {}, budgets={"fast": Budget((0,))})
+
+
+def test_run_case_median_band_and_params():
+    record, outcomes = run_case(_case([0.1, 0.3, 0.2]), "quick")
+    assert record["values"] == pytest.approx([0.2, 0.6, 0.4])  # params reach run
+    assert record["median"] == pytest.approx(0.4)
+    assert record["status"] == "pass"
+    assert outcomes[0]["shared"] == "data"  # setup ran and was shared
+    assert record["command"] == "opifex bench toy --suite quick"
+    out_of_band, _ = run_case(_case([0.1, 0.3, 0.2], band=(0.0, 0.3)), "quick")
+    assert out_of_band["status"] == "FAIL"
+    nan, _ = run_case(_case([0.1, math.nan, 0.2]), "quick")
+    assert nan["status"] == "FAIL" and math.isnan(nan["median"])
+    one, _ = run_case(_case([0.1, 0.3, 0.2]), "quick", seeds=[1])
+    assert one["values"] == pytest.approx([0.6]) and "--seeds 1" in one["command"]
+
+
+def test_resolve_suites_and_cases():
+    quick = resolve(["quick"], None)
+    assert {c.name for c, _ in quick} == {c.name for c in CASES.values() if "quick" in c.budgets}
+    assert all(s == "quick" for _, s in quick)
+    assert resolve(["pinn-heat"], None) == [(CASES["pinn-heat"], "cpu")]
+    assert resolve(["pinn-heat", "quick"], "gpu")[0] == (CASES["pinn-heat"], "gpu")
+    with pytest.raises(ValueError, match="unknown suite or case 'nope'.*pinn-heat"):
+        resolve(["nope"], None)
+    with pytest.raises(ValueError, match="no 'quick' budget"):
+        resolve(["multilevel-pinn"], "quick")
+    # every registered case has a budget for at least one suite and a quick/cpu band
+    for case in CASES.values():
+        assert set(case.budgets) <= set(SUITES) and case.budgets
+
+
+def test_downsample_keeps_ends():
+    curve = [(i, float(i) ** 2) for i in range(1000)]
+    d = downsample(curve, 50)
+    assert len(d) == 50 and d[0] == [0.0, 0.0] and d[-1] == [999.0, 999.0**2]
+    assert downsample(curve[:10], 50) == [[float(a), b] for a, b in curve[:10]]
+
+
+def _results(median, seconds=10.0, status="pass", higher=False, params=None):
+    return {
+        "cases": {
+            "a": {
+                "case": "a",
+                "metric": "err",
+                "median": median,
+                "seconds": seconds,
+                "status": status,
+                "higher_is_better": higher,
+                "params": params or {},
+                "seeds": [0],
+            }
+        }
+    }
+
+
+def test_compare_flags_accuracy_speed_and_band():
+    base = _results(1e-3)
+    rows, _ = compare(base, _results(1.2e-3))
+    assert not rows[0]["regression"]
+    rows, table = compare(base, _results(2e-3))
+    assert rows[0]["regression"] and "err worse" in table
+    rows, _ = compare(base, _results(1e-3, seconds=20.0))
+    assert rows[0]["regression"] and rows[0]["notes"] == ["slower"]
+    rows, _ = compare(base, _results(1e-3, status="FAIL"))
+    assert rows[0]["regression"] and "left its band" in rows[0]["notes"]
+    rows, _ = compare(_results(2.0, higher=True), _results(1.0, higher=True))
+    assert rows[0]["regression"]  # a speed-up that halved
+    rows, _ = compare(_results(2.0, higher=True), _results(4.0, higher=True))
+    assert not rows[0]["regression"]
+    rows, _ = compare(base, _results(1e-3, params={"adam": 5}))
+    assert rows[0]["notes"] == ["budgets differ"] and not rows[0]["regression"]
+
+
+def test_write_results_merges_and_cli_compare(tmp_path, capsys):
+    r1, _ = run_case(_case([0.1, 0.3, 0.2]), "quick")
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_results(str(old), [r1], ["quick"])
+    r2 = dict(r1, median=0.9, values=[0.9], status="pass")
+    res = write_results(str(new), [r1], ["toy"])
+    res = write_results(str(new), [r2], ["toy"])  # the same case again replaces its row
+    assert list(res["cases"]) == ["toy"] and len(res["invocations"]) == 2
+    assert res["environment"]["versions"]["jax"]
+    md = (new / "results.md").read_text()
+    assert "| toy | quick | err | **0.9** |" in md
+    assert markdown(res).count("| toy |") == 1
+    assert bench_main(["--compare", str(old), str(new)]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    assert bench_main(["--compare", str(old), str(old)]) == 0
+
+
+def test_cli_runs_a_quick_case_and_checks_its_band(tmp_path, capsys):
+    out = tmp_path / "res"
+    rc = bench_main(["recovery-nan-batch", "--suite", "quick", "--out", str(out), "--quiet"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    rec = res["cases"]["recovery-nan-batch"]
+    assert rec["status"] == "pass" and rec["median"] < 1e-4
+    assert rec["runs"][0]["skipped_steps"] > 0  # the guard skipped the NaN batches
+    assert math.isnan(float(rec["runs"][0]["hand_loop_mse"]))  # the unguarded loop did not
+    assert "1 of 1 case(s) inside their bands" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench_main(["no-such-case"])
+
+
+def test_case_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from opifex.bench.core import run_cases
+
+    def run(seed, shared):
+        pts = np.random.default_rng(seed).uniform(size=(50, 2))
+        return {
+            "value": 0.1,
+            "seconds": 0.0,
+            "loss_curve": [[0, 1.0], [1, 0.5]],
+            "arrays": {"points": pts, "error": pts[:, 0] - 0.5},
+        }
+
+    from opifex.bench import plots
+
+    case = Case("toyplot", "t", "err", run, {"quick": Budget((0,))}, plot=plots.error_field)
+    (rec,) = run_cases([(case, "quick")], str(tmp_path), verbose=False)
+    assert sorted(rec["plots"]) == ["toyplot_error.png", "toyplot_loss.png"]
+    for name in rec["plots"]:
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_cached_arrays_builds_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPIFEX_CACHE", str(tmp_path))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return np.arange(6.0).reshape(2, 3), np.ones(2, np.int32)
+
+    a = cached_arrays("toy", {"n": 2}, build)
+    b = cached_arrays("toy", {"n": 2}, build)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(a[0], b[0])
+    assert b[1].dtype == np.int32
+    cached_arrays("toy", {"n": 3}, build)  # other params: another file
+    assert len(calls) == 2 and len(os.listdir(tmp_path)) == 2
+    monkeypatch.setenv("OPIFEX_CACHE", "off")
+    cached_arrays("toy", {"n": 2}, build)
+    assert len(calls) == 3

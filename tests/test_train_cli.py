@@ -1,0 +1,89 @@
+"""``opifex train CONFIG.yaml``: config validation, overrides, and real (small) runs."""
+
+import glob
+import json
+import os
+
+import pytest
+import yaml
+
+from opifex.cli import main as cli_main
+from opifex.train_cli import apply_overrides, build
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.yaml")))
+
+
+def load(name):
+    with open(os.path.join(os.path.dirname(__file__), "..", "configs", name)) as f:
+        return yaml.safe_load(f)
+
+
+def test_overrides_parse_yaml_values():
+    cfg = apply_overrides({"training": {"num_epochs": 5}}, ["training.num_epochs=7", "a.b=[1, 2]"])
+    assert cfg == {"training": {"num_epochs": 7}, "a": {"b": [1, 2]}}
+    with pytest.raises(ValueError, match="KEY.PATH=VALUE"):
+        apply_overrides({}, ["training.num_epochs"])
+
+
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        ({"problem": {"name": "wave"}}, "problem.name: 'wave'"),
+        ({"problem": {"name": "heat"}, "oops": 1}, "unknown section"),
+        ({"problem": {"name": "heat", "grid": 3}}, "section 'problem': unknown key"),
+        ({"problem": {"name": "heat"}, "sampling": {"method": "rad", "kk": 1}}, "'sampling'"),
+        ({"problem": {"name": "heat"}, "sampling": {"method": "magic"}}, "sampling.method"),
+        ({"problem": {"name": "heat"}, "training": {"num_epoch": 1}}, "num_epoch"),
+        ({"problem": {"name": "heat"}, "trainer": {"type": "fancy"}}, "trainer.type"),
+        ({"problem": {"name": "fno-darcy"}, "sampling": {"method": "rad"}}, "PINN problems"),
+    ],
+)
+def test_bad_configs_name_what_to_change(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        build(cfg)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_every_shipped_config_builds(path):
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    parts = build(
+        apply_overrides(cfg, ["problem.n_train=30", "problem.n_test=5", "problem.grid=22"])
+        if cfg["problem"]["name"].startswith("fno")
+        else cfg
+    )
+    assert callable(parts["score"]) and parts["trainer"].config.num_epochs > 0
+
+
+def test_train_a_pinn_config_end_to_end(tmp_path, capsys):
+    cfg = load("heat_modular.yaml")
+    cfg = apply_overrides(
+        cfg,
+        [
+            "training.num_epochs=300",
+            "training.stages=[]",
+            "training.validation_frequency=100",
+            "problem.n_collocation=256",
+        ],
+    )
+    path = tmp_path / "heat.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    assert cli_main(["train", str(path), "--run-dir", str(run_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "relative_l2" in out
+    result = json.loads((run_dir / "result.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())["series"]
+    assert result["epochs"] == 300
+    assert history["train_loss"][-1] < 0.1 * history["train_loss"][0]  # it trained
+    assert 0 < result["relative_l2"] < 0.5
+    saved = yaml.safe_load((run_dir / "train_config.yaml").read_text())
+    assert saved["training"].pop("verbose") is False  # --quiet
+    assert saved == cfg  # the config as run, overrides included
+
+
+def test_train_rejects_a_bad_config_with_status_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("problem: {name: heat}\ntraining: {num_epoch: 3}\n")
+    assert cli_main(["train", str(path)]) == 2
+    assert "num_epoch" in capsys.readouterr().err
