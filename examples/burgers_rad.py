@@ -23,14 +23,17 @@ from opifex.problems import burgers
 from opifex.training.adaptive_sampling import RADConfig, RADSampler
 from opifex.training.basic_trainer import BasicTrainer
 
+SMALL = os.environ.get("OPIFEX_SMALL") == "1"  # a few epochs (CI)
 ap = argparse.ArgumentParser()
-ap.add_argument("--adam", type=int, default=3000)
-ap.add_argument("--lbfgs", type=int, default=1000)
+ap.add_argument("--adam", type=int, default=60 if SMALL else 3000)
+ap.add_argument("--lbfgs", type=int, default=10 if SMALL else 1000)
 ap.add_argument("--out", default="burgers_rad_points.png")
 args = ap.parse_args()
 
 problem = burgers.problem(n_collocation=2000, n_boundary=256)
-sampler = RADSampler(problem.domain, RADConfig(k=1.0, c=1.0, period=500, n_candidates=20000))
+sampler = RADSampler(
+    problem.domain, RADConfig(k=1.0, c=1.0, period=20 if SMALL else 500, n_candidates=20000)
+)
 config = TrainingConfig(
     num_epochs=args.adam,
     learning_rate=2e-3,

@@ -3,8 +3,10 @@
 u_t = 0.1 u_xx on [0, 1] x [0, 1], u(0, t) = u(1, t) = 0, u(x, 0) = sin(pi x);
 exact solution exp(-0.1 pi^2 t) sin(pi x).
 
-    python examples/heat_pinn.py
+    python examples/heat_pinn.py          # OPIFEX_SMALL=1: a few epochs (CI)
 """
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,7 @@ def exact(x, t):
     return jnp.exp(-0.1 * jnp.pi**2 * t) * jnp.sin(jnp.pi * x)
 
 
+SMALL = os.environ.get("OPIFEX_SMALL") == "1"
 k = jax.random.split(jax.random.key(0), 3)
 domain_points = jax.random.uniform(k[0], (2000, 2))
 t_wall = jax.random.uniform(k[1], (200,))
@@ -45,11 +48,11 @@ reference = exact(grid[:, 0], grid[:, 1])[:, None]
 
 model = StandardMLP([2, 32, 32, 32, 1], activation="tanh", rngs=nnx.Rngs(0))
 config = TrainingConfig(
-    num_epochs=4000,
+    num_epochs=100 if SMALL else 4000,
     learning_rate=2e-3,
     validation_frequency=500,
     optimizer=OptimizerConfig(schedule="exponential", decay_rate=0.1),
-    stages=(OptimizerStage(num_epochs=1000),),  # L-BFGS after Adam
+    stages=(OptimizerStage(num_epochs=20 if SMALL else 1000),),  # L-BFGS after Adam
 )
 trainer = BasicTrainer(model, config)
 trainer.set_physics_loss(PhysicsInformedLoss(pde_residual=pde_residual))

@@ -1,7 +1,9 @@
 """Fit a 1-D function with the unified Trainer (validation, early stopping, checkpoints).
 
-python examples/regression.py
+python examples/regression.py          # OPIFEX_SMALL=1: a few epochs (CI)
 """
+
+import os
 
 import jax.numpy as jnp
 from flax import nnx
@@ -13,7 +15,7 @@ from opifex.neural.base import StandardMLP
 x = jnp.linspace(-1, 1, 512)[:, None]
 y = jnp.sin(3 * x) + 0.3 * jnp.cos(9 * x)
 config = TrainingConfig(
-    num_epochs=1000,
+    num_epochs=100 if os.environ.get("OPIFEX_SMALL") == "1" else 1000,
     batch_size=64,
     learning_rate=1e-3,
     validation_frequency=100,

@@ -158,7 +158,7 @@ def test_case_plots_are_written(tmp_path):
     from opifex.bench import plots
 
     case = Case("toyplot", "t", "err", run, {"quick": Budget((0,))}, plot=plots.error_field)
-    (rec,) = run_cases([(case, "quick")], str(tmp_path), verbose=False)
+    (rec,) = run_cases([(case, "quick")], str(tmp_path), progress=False)
     assert sorted(rec["plots"]) == ["toyplot_error.png", "toyplot_loss.png"]
     for name in rec["plots"]:
         assert (tmp_path / name).stat().st_size > 1000

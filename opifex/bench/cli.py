@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the seeds")
     p.add_argument("--out", default=None, help="result folder (default: results/<date>)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-case lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per case only)")
     p.add_argument("--list", action="store_true", help="list the cases and their suites")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two result folders")
     p.add_argument(
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             out_dir,
             seeds=args.seeds,
             plots=not args.no_plots,
-            verbose=not args.quiet,
+            progress=not args.quiet,
             argv=argv,
         )
     finally:

@@ -325,16 +325,19 @@ def run_cases(
     seeds: Sequence[int] | None = None,
     plots: bool = True,
     verbose: bool = True,
+    progress: bool = True,
     argv: Sequence[str] = (),
 ) -> list[dict]:
-    """Run each ``(case, suite)``, write the result folder after each case, return records."""
+    """Run each ``(case, suite)``, write the result folder after each case, return records.
+
+    ``progress`` shows a progress bar over the runs; ``verbose`` prints a line per case."""
     from tqdm.auto import tqdm
 
     total = sum(len(seeds or c.budgets[s].seeds) for c, s in pairs)
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     records = []
-    with tqdm(total=total, disable=not verbose, unit="run", file=sys.stderr) as bar:
+    with tqdm(total=total, disable=not progress, unit="run", file=sys.stderr) as bar:
         for case, suite in pairs:
             record, outcomes = run_case(case, suite, seeds, bar)
             if plots and out_dir is not None:
@@ -349,7 +352,7 @@ def run_cases(
             if out_dir is not None:
                 write_results(out_dir, [record], argv)
             if verbose:
-                bar.write(
+                (bar.write if progress else print)(
                     f"{case.name:<16} {suite:<5} {case.metric} median "
                     f"{_fmt(_number(record['median']))} "
                     f"[{', '.join(_fmt(_number(v)) for v in record['values'])}] "

@@ -31,6 +31,7 @@ from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.core.training.components import TrainingComponentBase
 from opifex.core.training.config import TrainingConfig
+from opifex.core.training.history import History
 from opifex.core.training.metrics import AdvancedMetricsCollector
 from opifex.core.training.physics_terms import ConservationTerms, conservation_nodes
 from opifex.core.training.trainer import SupervisedTask, Trainer, check_array
@@ -339,7 +340,7 @@ class BasicTrainer(Trainer):
         problem: PhysicsProblem | None = None,
         domain: Any = None,
         n_boundary: int = 256,
-    ):
+    ) -> tuple[nnx.Module, History]:
         """Train; see :meth:`Trainer.train`.
 
         Args:

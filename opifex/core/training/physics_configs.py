@@ -70,8 +70,9 @@ class ConservationConfig(_ConfigBase):
 
     Attributes:
         laws: names of the laws (built-in or from ``densities``).
-        energy_tolerance, momentum_tolerance, mass_tolerance, particle_number_tolerance,
-            symmetry_tolerance: absolute tolerances of the built-in laws.
+        energy_tolerance: absolute tolerance of the built-in law (likewise
+            ``momentum_tolerance``, ``mass_tolerance``, ``particle_number_tolerance`` and
+            ``symmetry_tolerance``).
         tolerances: tolerances of the laws defined in ``densities`` (default 1e-6).
         weights: loss weight per law (default 1 for each).
         penalty: ``"square"``: the term is the mean square violation (smooth; its pull
