@@ -40,6 +40,11 @@ def main() -> None:
     ap.add_argument("--lbfgs", type=int, default=4000)
     ap.add_argument("--period", type=int, default=1000)
     ap.add_argument("--candidates", type=int, default=20000, help="candidates per round")
+    ap.add_argument("--start", type=int, default=None, help="first round (default: --period)")
+    ap.add_argument("--rounds", type=int, default=0, help="Adam + L-BFGS rounds after L-BFGS")
+    ap.add_argument("--round-adam", type=int, default=500, help="Adam epochs per round")
+    ap.add_argument("--round-lbfgs", type=int, default=500, help="L-BFGS epochs per round")
+    ap.add_argument("--round-lr", type=float, default=2e-4, help="Adam rate in the rounds")
     ap.add_argument(
         "--hard", action="store_true", help="build the Dirichlet/initial data into the model"
     )
@@ -56,6 +61,11 @@ def main() -> None:
                 args.period,
                 args.hard,
                 n_candidates=args.candidates,
+                start=args.start,
+                rounds=args.rounds,
+                round_adam=args.round_adam,
+                round_lbfgs=args.round_lbfgs,
+                round_lr=args.round_lr,
             )
             r.pop("arrays")
             rows.append(r)

@@ -36,19 +36,32 @@ LAYERS = [2, 32, 32, 32, 32, 1]
 METHODS = ("fixed", "resample", "rad", "rard")
 
 
-def sampler_for(method: str, domain, period: int, n_points: int = 2000, n_candidates: int = 20000):
+def sampler_for(
+    method: str,
+    domain,
+    period: int,
+    n_points: int = 2000,
+    n_candidates: int = 20000,
+    start: int | None = None,
+):
     """The sampler callback of ``method`` and the initial number of points."""
     if method == "fixed":
         return None, n_points
     if method == "resample":
-        cfg = RADConfig(k=0.0, c=1.0, period=period, n_candidates=n_candidates)
+        cfg = RADConfig(k=0.0, c=1.0, period=period, start=start, n_candidates=n_candidates)
         return RADSampler(domain, cfg), n_points
     if method == "rad":
-        cfg = RADConfig(k=1.0, c=1.0, period=period, n_candidates=n_candidates)
+        cfg = RADConfig(k=1.0, c=1.0, period=period, start=start, n_candidates=n_candidates)
         return RADSampler(domain, cfg), n_points
     if method == "rard":
         cfg = RARDConfig(
-            k=2.0, c=0.0, period=period, n_add=50, max_points=n_points, n_candidates=n_candidates
+            k=2.0,
+            c=0.0,
+            period=period,
+            start=start,
+            n_add=50,
+            max_points=n_points,
+            n_candidates=n_candidates,
         )
         return RARDRefiner(domain, cfg), n_points * 3 // 4
     raise ValueError(f"method {method!r}: choose one of {METHODS}")
@@ -63,10 +76,20 @@ def train(
     hard: bool = False,
     n_points: int = 2000,
     n_candidates: int = 20000,
+    start: int | None = None,
+    rounds: int = 0,
+    round_adam: int = 500,
+    round_lbfgs: int = 500,
+    round_lr: float = 2e-4,
 ) -> dict:
-    """One Burgers run with ``method``'s points; its relative L2 error and final points."""
+    """One Burgers run with ``method``'s points; its relative L2 error and final points.
+
+    The schedule is Adam (``adam`` epochs), L-BFGS (``lbfgs``), then ``rounds`` rounds of
+    Adam (``round_adam`` epochs at rate ``round_lr``) and L-BFGS (``round_lbfgs``), the
+    round structure of Wu et al. (2023); set ``start`` and ``period`` so that resampling
+    falls on the rounds' first epochs."""
     domain = burgers.problem(n_collocation=n_points, n_boundary=256, seed=seed).domain
-    sampler, n0 = sampler_for(method, domain, period, n_points, n_candidates)
+    sampler, n0 = sampler_for(method, domain, period, n_points, n_candidates, start)
     problem = burgers.problem(n_collocation=n0, n_boundary=256, seed=seed)
     problem = dataclasses.replace(problem, sampling="uniform")
     gx, gu = burgers_reference(256, 101)
@@ -75,14 +98,24 @@ def train(
         learning_rate=2e-3,
         seed=seed,
         verbose=False,
+        validation_frequency=max((adam + lbfgs + rounds * (round_adam + round_lbfgs)) // 44, 1),
         optimizer=OptimizerConfig(name="adam", schedule="exponential", decay_rate=0.1),
-        stages=(OptimizerStage(num_epochs=lbfgs),) if lbfgs else (),
+        stages=((OptimizerStage(num_epochs=lbfgs),) if lbfgs else ())
+        + rounds
+        * (
+            OptimizerStage(
+                num_epochs=round_adam,
+                learning_rate=round_lr,
+                optimizer=OptimizerConfig(name="adam"),
+            ),
+            OptimizerStage(num_epochs=round_lbfgs),
+        ),
         boundary_config=BoundaryConfig(enforcement="hard" if hard else "soft"),
     )
     model = StandardMLP(LAYERS, activation="tanh", rngs=nnx.Rngs(seed))
     trainer = BasicTrainer(model, cfg, callbacks=[] if sampler is None else [sampler])
     t0 = time.perf_counter()
-    trained, h = trainer.train(problem=problem)
+    trained, h = trainer.train(problem=problem, val_data=(gx, gu))
     seconds = time.perf_counter() - t0
     pred = np.asarray(trained(jnp.asarray(gx)))
     if sampler is None:
@@ -101,5 +134,8 @@ def train(
         "final_points": int(h["collocation_points"][-1]) if "collocation_points" in h else n0,
         "rounds": int(h["sampler_rounds"][-1]) if "sampler_rounds" in h else 0,
         "loss_curve": downsample(zip(h["epoch"], h["train_loss"], strict=True)),
+        "val_curve": [
+            [float(e), float(v)] for e, v in zip(h["val_epoch"], h["val_relative_l2"], strict=True)
+        ],
         "arrays": {"grid": gx, "residual": residual[:, 0], "points": points},
     }

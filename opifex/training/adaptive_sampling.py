@@ -72,6 +72,10 @@ class RADConfig(_ConfigBase):
         k: residual exponent (paper default 1).
         c: uniform share (paper default 1).
         period: epochs between resamplings.
+        start: epoch of the first resampling (default: ``period``). Wu et al. (2023)
+            pre-train on the initial points before the first round; a later ``start`` does
+            that (e.g. the end of the Adam stage), so the first density is drawn from a
+            residual that already resembles the solution's.
         n_candidates: candidate points per resampling (default: 10 x the collocation points).
         pool_size: for geometries without an in-graph sampler, the size of the candidate
             pool sampled once on the host (default: 20 x ``n_candidates``).
@@ -80,6 +84,7 @@ class RADConfig(_ConfigBase):
     k: float = 1.0
     c: float = 1.0
     period: int = 1000
+    start: int | None = None
     n_candidates: int | None = None
     pool_size: int | None = None
 
@@ -87,6 +92,7 @@ class RADConfig(_ConfigBase):
         _check_float("RADConfig", "k", self.k, low=0.0)
         _check_float("RADConfig", "c", self.c, low=0.0)
         _check_int("RADConfig", "period", self.period, 1)
+        _check_int("RADConfig", "start", self.start, 1, optional=True)
         _check_int("RADConfig", "n_candidates", self.n_candidates, 1, optional=True)
         _check_int("RADConfig", "pool_size", self.pool_size, 1, optional=True)
 
@@ -99,6 +105,8 @@ class RARDConfig(_ConfigBase):
         k: residual exponent (paper default 2).
         c: uniform share (paper default 0).
         period: epochs between refinements.
+        start: epoch of the first refinement (default: ``period``), as in
+            :class:`RADConfig`.
         n_add: points added per refinement.
         max_points: capacity of the point set (default: initial points + 10 x ``n_add``).
         n_candidates: candidate points per refinement (default: 10 x the initial points).
@@ -110,6 +118,7 @@ class RARDConfig(_ConfigBase):
     k: float = 2.0
     c: float = 0.0
     period: int = 1000
+    start: int | None = None
     n_add: int = 100
     max_points: int | None = None
     n_candidates: int | None = None
@@ -120,6 +129,7 @@ class RARDConfig(_ConfigBase):
         _check_float("RARDConfig", "k", self.k, low=0.0)
         _check_float("RARDConfig", "c", self.c, low=0.0)
         _check_int("RARDConfig", "period", self.period, 1)
+        _check_int("RARDConfig", "start", self.start, 1, optional=True)
         _check_int("RARDConfig", "n_add", self.n_add, 1)
         _check_int("RARDConfig", "max_points", self.max_points, 1, optional=True)
         _check_int("RARDConfig", "n_candidates", self.n_candidates, 1, optional=True)
@@ -164,6 +174,7 @@ class _ResidualSampler(TrainingComponentBase):
         self.domain = domain
         self.config = config
         self.period = config.period
+        self.start = config.period if config.start is None else config.start
         self._box = _box_bounds(domain)
         self.rounds: list[dict[str, Any]] = []
 

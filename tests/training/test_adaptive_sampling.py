@@ -213,3 +213,17 @@ def test_lbfgs_memory_restarts_when_points_are_resampled(quiet_config):
     # the memory restarted at epoch 30: three L-BFGS steps since (epochs 30, 31, 32)
     assert int(lbfgs[0].count) == 3
     assert np.all(np.isfinite(h["train_loss"])) and h["train_loss"][-1] < h["train_loss"][0]
+
+
+def test_first_round_waits_for_start(quiet_config):
+    dom = Interval(-1.0, 1.0)
+    data, bnd = train_data()
+    t = make(RADSampler(dom, RADConfig(period=10, start=25, n_candidates=256)), quiet_config)
+    _, h = t.train(train_data=data, boundary_data=bnd)
+    rounds = np.asarray(h["sampler_rounds"])
+    # rounds at epochs 25, 35, 45, 55 (the value is logged after each epoch's step)
+    assert rounds[24] == 0 and rounds[25] == 1 and rounds[-1] == 4
+    np.testing.assert_array_equal(np.flatnonzero(np.diff(rounds)) + 1, [25, 35, 45, 55])
+    with pytest.raises(ValueError, match="start"):
+        RADConfig(start=0)
+    assert RARDRefiner(dom, RARDConfig(period=7)).start == 7

@@ -361,11 +361,12 @@ class Engine:
 
     # ----------------------------------------------------------------- epoch
     def _sampled(self, state: TrainState, whole) -> TrainState:
-        """Resample the collocation points in-graph when the sampler's period is due.
+        """Resample the collocation points in-graph at epochs ``start + j * period``.
 
         A line-search optimizer (L-BFGS) also restarts its curvature memory then: its
         ``(s, y)`` pairs belong to the objective on the old points."""
-        due = (state.epoch > 0) & (state.epoch % self.sampler.period == 0)
+        start = getattr(self.sampler, "start", self.sampler.period)
+        due = (state.epoch >= start) & ((state.epoch - start) % self.sampler.period == 0)
 
         def refresh(st):
             model = nnx.merge(self.graphdef, st.params, st.model_state)
