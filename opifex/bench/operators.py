@@ -15,6 +15,7 @@ Datasets are cached on disk (``opifex.problems.cache``).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -49,7 +50,9 @@ def darcy_data(n: int, grid: int, seed: int, workers: int | None = None):
         if chunks == 1:
             parts = [_darcy_chunk(jobs[0])]
         else:
-            with ProcessPoolExecutor(chunks) as pool:
+            # spawn, not fork: forking a process that runs JAX's threads can deadlock
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(chunks, mp_context=ctx) as pool:
                 parts = list(pool.map(_darcy_chunk, jobs))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
