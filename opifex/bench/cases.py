@@ -11,6 +11,7 @@ published levels.
 from __future__ import annotations
 
 import math
+import time
 
 from opifex.bench import multilevel, operators, pinn, plots, recovery, sampling, speed
 from opifex.bench.core import Budget, Case, register
@@ -300,8 +301,6 @@ register(
 
 
 def _recovery_lr(seed, shared, epochs=300):
-    import time
-
     t0 = time.perf_counter()
     managed = recovery.run("modular", seed, 1.0, "sgd", "tanh", (recovery.X, recovery.Y), epochs)
     plain = recovery.run("plain", seed, 1.0, "sgd", "tanh", (recovery.X, recovery.Y), epochs)
@@ -315,8 +314,6 @@ def _recovery_lr(seed, shared, epochs=300):
 
 
 def _recovery_nan(seed, shared, epochs=300):
-    import time
-
     xb = recovery.X.copy()
     xb[100, 0] = 3e38
     t0 = time.perf_counter()

@@ -88,10 +88,9 @@ def train(
     Adam (``round_adam`` epochs at rate ``round_lr``) and L-BFGS (``round_lbfgs``), the
     round structure of Wu et al. (2023); set ``start`` and ``period`` so that resampling
     falls on the rounds' first epochs."""
-    domain = burgers.problem(n_collocation=n_points, n_boundary=256, seed=seed).domain
-    sampler, n0 = sampler_for(method, domain, period, n_points, n_candidates, start)
-    problem = burgers.problem(n_collocation=n0, n_boundary=256, seed=seed)
-    problem = dataclasses.replace(problem, sampling="uniform")
+    problem = burgers.problem(n_collocation=n_points, n_boundary=256, seed=seed)
+    sampler, n0 = sampler_for(method, problem.domain, period, n_points, n_candidates, start)
+    problem = dataclasses.replace(problem, n_collocation=n0, sampling="uniform")
     gx, gu = burgers_reference(256, 101)
     cfg = TrainingConfig(
         num_epochs=adam,

@@ -14,11 +14,11 @@ principle, since ``|u(., 0)| <= 1``).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from opifex.core.conditions import InitialCondition, PeriodicBC
+from opifex.core.physics.derivatives import partial
 from opifex.core.physics.losses import PhysicsLossConfig
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.geometry import Interval, TimeDomain
@@ -105,13 +105,8 @@ def residual(eps: float = EPS):
     """Per-point residual ``u_t - eps u_xx + 5 u^3 - 5 u`` (forward-mode derivatives)."""
 
     def r(u, p):
-        ex = jnp.array([1.0, 0.0], p.dtype)
-        et = jnp.array([0.0, 1.0], p.dtype)
-        u_x_fn = lambda q: jax.jvp(u, (q,), (ex,))[1]
         val = u(p)
-        u_t = jax.jvp(u, (p,), (et,))[1]
-        u_xx = jax.jvp(u_x_fn, (p,), (ex,))[1]
-        return u_t - eps * u_xx + 5.0 * val**3 - 5.0 * val
+        return partial(u, 1)(p) - eps * partial(u, 0, 0)(p) + 5.0 * val**3 - 5.0 * val
 
     return r
 
