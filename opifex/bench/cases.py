@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 
-from opifex.bench import multilevel, operators, pinn, plots, recovery, sampling, speed
+from opifex.bench import meta, multilevel, operators, pinn, plots, recovery, sampling, speed
 from opifex.bench.core import Budget, Case, register
 
 INF = math.inf
@@ -348,6 +348,62 @@ register(
         budgets={
             "quick": Budget((0,), {"epochs": 300}, (0, 1e-4)),
             "cpu": Budget((0, 1, 2), {"epochs": 300}, (0, 1e-4)),
+        },
+    )
+)
+
+
+# Meta-optimizer -----------------------------------------------------------------------------
+def _meta_run(family):
+    def run(seed, shared, **params):
+        r = meta.run(family, seed, **params)
+        curves = r["tasks"][next(iter(r["tasks"]))]["curves"]
+        return {
+            "value": r["speedup"],
+            "seconds": r["seconds"],
+            "loss_curve": curves["meta"],
+            **{k: v for k, v in r.items() if k not in ("speedup", "seconds", "tasks")},
+            "tasks": {
+                name: {k: v for k, v in t.items() if k != "curves"}
+                for name, t in r["tasks"].items()
+            },
+        }
+
+    return run
+
+
+register(
+    Case(
+        name="meta-poisson",
+        title="MetaOptimizer (Reptile init + hypergradient Adam): held-out Poisson frequencies, "
+        "steps to Adam's final error",
+        metric="speedup",
+        higher_is_better=True,
+        run=_meta_run("poisson"),
+        reference="issue 9: >= 2x fewer steps than Adam from a standard initialisation",
+        budgets={
+            "quick": Budget(
+                (0,),
+                {"steps": 600, "meta_iterations": 60, "inner_steps": 30, "test": 2},
+                (1.0, INF),
+            ),
+            "cpu": Budget((0, 1, 2), {}, (2.0, INF)),
+            "gpu": Budget((0, 1, 2), {}, (2.0, INF)),
+        },
+    )
+)
+register(
+    Case(
+        name="meta-burgers",
+        title="MetaOptimizer (Reptile init + hypergradient Adam): held-out Burgers viscosities, "
+        "steps to Adam's final error",
+        metric="speedup",
+        higher_is_better=True,
+        run=_meta_run("burgers"),
+        reference="issue 9: >= 2x fewer steps than Adam from a standard initialisation",
+        budgets={
+            "cpu": Budget((0, 1, 2), {}, (2.0, INF)),
+            "gpu": Budget((0, 1, 2), {}, (2.0, INF)),
         },
     )
 )

@@ -298,7 +298,9 @@ class BasicTrainer(Trainer):
     Args:
         model: any ``flax.nnx.Module`` mapping ``(n, d)`` points to ``(n, k)`` outputs.
         config: the run configuration.
-        meta_optimizer: reserved for :class:`opifex.optimization.MetaOptimizer`.
+        meta_optimizer: an :class:`opifex.optimization.MetaOptimizer`: its rule replaces
+            the config's optimizer in the main stage and its learned initialisation, if
+            any, is loaded into ``model`` (see :class:`Trainer`).
         rngs: optional ``nnx.Rngs`` for the run's key.
         callbacks: components to run (see :class:`Trainer`).
     """
@@ -312,12 +314,9 @@ class BasicTrainer(Trainer):
         rngs: nnx.Rngs | None = None,
         callbacks: list[TrainingComponentBase] | None = None,
     ) -> None:
-        if meta_optimizer is not None:
-            raise NotImplementedError(
-                "BasicTrainer(meta_optimizer=...): learned optimizers are not implemented in "
-                "this version; leave meta_optimizer=None"
-            )
-        super().__init__(model, config, rngs=rngs, callbacks=callbacks)
+        super().__init__(
+            model, config, rngs=rngs, callbacks=callbacks, meta_optimizer=meta_optimizer
+        )
         self.physics_loss: PhysicsInformedLoss | None = None
 
     def set_physics_loss(self, physics_loss: PhysicsInformedLoss) -> None:
@@ -513,6 +512,7 @@ class ModularTrainer(BasicTrainer):
         rngs: optional ``nnx.Rngs`` for the run's key.
         components: ``{name: component}`` as above.
         callbacks: further components (e.g. :class:`~opifex.training.components.EarlyStopping`).
+        meta_optimizer: an :class:`opifex.optimization.MetaOptimizer` (see :class:`Trainer`).
 
     Attributes:
         named_components: the components by name, defaults included.
@@ -527,6 +527,7 @@ class ModularTrainer(BasicTrainer):
         components: dict[str, Any] | None = None,
         *,
         callbacks: list[TrainingComponentBase] | None = None,
+        meta_optimizer: Any = None,
     ) -> None:
         if components is not None and not isinstance(components, dict):
             raise TypeError(
@@ -549,7 +550,14 @@ class ModularTrainer(BasicTrainer):
                     f"components[{name!r}] must be a {want.__name__}"
                     f"{' or None' if name in expected else ''}, got {type(value).__name__}"
                 )
-        super().__init__(model, config, rngs=rngs, callbacks=callbacks)
+        if meta_optimizer is not None and given.get("optimizer_factory") is not None:
+            raise ValueError(
+                "ModularTrainer: give either components['optimizer_factory'] or "
+                "meta_optimizer; both replace the main stage's optimizer"
+            )
+        super().__init__(
+            model, config, rngs=rngs, callbacks=callbacks, meta_optimizer=meta_optimizer
+        )
         cfg = self.config
         named: dict[str, Any] = {
             "error_recovery": ErrorRecoveryManager(),

@@ -8,8 +8,9 @@ writing ``lr_scale`` into the optimizer state with :func:`set_lr_scale`: no reco
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,7 +85,11 @@ def _base_optimizer(cfg: OptimizerConfig, learning_rate: Any) -> optax.GradientT
 
 
 def build_optimizer(
-    cfg: OptimizerConfig, learning_rate: float, total_steps: int
+    cfg: OptimizerConfig,
+    learning_rate: float,
+    total_steps: int,
+    *,
+    base: Callable[[Any], optax.GradientTransformation] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Build the optax transformation for a run.
 
@@ -96,6 +101,9 @@ def build_optimizer(
         cfg: optimizer config.
         learning_rate: base learning rate (``TrainingConfig.learning_rate``).
         total_steps: number of optimizer updates in the run, for decaying schedules.
+        base: ``learning_rate -> GradientTransformation`` used in place of ``cfg.name``'s
+            optimizer (a :class:`~opifex.optimization.MetaOptimizer`'s rule); the schedule,
+            ``lr_scale``, clipping and accumulation of ``cfg`` still apply.
 
     Returns:
         A ``GradientTransformationExtraArgs``. For ``lbfgs`` its ``update`` needs the extra
@@ -104,6 +112,8 @@ def build_optimizer(
     schedule = build_schedule(cfg, learning_rate, total_steps)
 
     def make(learning_rate, lr_scale):
+        if base is not None:
+            return base(learning_rate * lr_scale)
         return _base_optimizer(cfg, learning_rate * lr_scale)
 
     core = optax.inject_hyperparams(make)(learning_rate=schedule, lr_scale=1.0)
@@ -117,6 +127,86 @@ def build_optimizer(
         tx = optax.MultiSteps(tx, every_k_schedule=cfg.gradient_accumulation_steps)
         tx = tx.gradient_transformation()
     return tx
+
+
+class HypergradientAdamState(NamedTuple):
+    """State of :func:`hypergradient_adam`.
+
+    Attributes:
+        adam: Adam's moment estimates.
+        log_scale: natural log of the adapted multiplier of the learning rate.
+        direction: the previous step's Adam direction ``u`` (the update was ``-lr * u``).
+    """
+
+    adam: optax.ScaleByAdamState
+    log_scale: jax.Array
+    direction: Any
+
+
+def hypergradient_adam(
+    learning_rate: Any,
+    *,
+    hypergradient_lr: float = 0.02,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    min_scale: float = 1e-2,
+    max_scale: float = 1e2,
+) -> optax.GradientTransformation:
+    """Adam whose learning rate adapts online by hypergradient descent.
+
+    Baydin et al., "Online learning rate adaptation with hypergradient descent", ICLR 2018:
+    the step ``theta_t = theta_{t-1} - alpha * u_{t-1}`` makes the loss's derivative with
+    respect to ``alpha`` equal to ``-g_t . u_{t-1}``, so descending on ``alpha`` raises it
+    while consecutive gradients keep pointing along the last step and lowers it when they
+    turn against it (overshooting). This is the multiplicative, normalised form of the
+    rule, which is independent of the scale of the loss and of the parameters::
+
+        log s_t = clip(log s_{t-1} + beta * cos(g_t, u_{t-1}), log min_scale, log max_scale)
+        update_t = -learning_rate * s_t * u_t       (u_t: Adam's bias-corrected direction)
+
+    Args:
+        learning_rate: the base rate (a float or a traced value; the adapted rate is this
+            times ``s``).
+        hypergradient_lr: ``beta``, the step of the log-multiplier per unit cosine.
+        b1, b2, eps: Adam's parameters.
+        min_scale, max_scale: bounds of the multiplier ``s``.
+
+    Returns:
+        An optax ``GradientTransformation`` with :class:`HypergradientAdamState`.
+    """
+    if not hypergradient_lr >= 0:
+        raise ValueError(f"hypergradient_lr must be >= 0, got {hypergradient_lr}")
+    if not 0 < min_scale <= 1 <= max_scale:
+        raise ValueError(
+            f"need 0 < min_scale <= 1 <= max_scale, got min_scale={min_scale}, "
+            f"max_scale={max_scale}"
+        )
+    adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+    lo, hi = math.log(min_scale), math.log(max_scale)
+
+    def init(params):
+        return HypergradientAdamState(
+            adam=adam.init(params),
+            log_scale=jnp.zeros((), jnp.float32),
+            direction=optax.tree.zeros_like(params),
+        )
+
+    def update(grads, state, params=None):
+        del params
+        dot = optax.tree.vdot(grads, state.direction)
+        norms = optax.tree.norm(grads) * optax.tree.norm(state.direction)
+        cos = jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1.0), 0.0)
+        log_scale = jnp.clip(state.log_scale + hypergradient_lr * cos, lo, hi)
+        direction, adam_state = adam.update(grads, state.adam)
+        rate = learning_rate * jnp.exp(log_scale)
+        updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), direction)
+        new = HypergradientAdamState(
+            adam=adam_state, log_scale=log_scale.astype(jnp.float32), direction=direction
+        )
+        return updates, new
+
+    return optax.GradientTransformation(init, update)
 
 
 def needs_value_fn(cfg: OptimizerConfig) -> bool:
@@ -208,6 +298,17 @@ def get_lr_scale(opt_state: Any) -> jax.Array:
     return _hyper(opt_state, "lr_scale")
 
 
+def _is_hypergradient_state(x: Any) -> bool:
+    return isinstance(x, HypergradientAdamState)
+
+
 def current_learning_rate(opt_state: Any) -> jax.Array:
-    """Effective learning rate used by the last update (schedule value times ``lr_scale``)."""
-    return _hyper(opt_state, "learning_rate") * _hyper(opt_state, "lr_scale")
+    """Effective learning rate used by the last update (schedule value times ``lr_scale``,
+    times the adapted multiplier of a :func:`hypergradient_adam` rule)."""
+    rate = _hyper(opt_state, "learning_rate") * _hyper(opt_state, "lr_scale")
+    found = [
+        s.log_scale
+        for s in jax.tree.leaves(opt_state, is_leaf=_is_hypergradient_state)
+        if _is_hypergradient_state(s)
+    ]
+    return rate * jnp.exp(found[0]) if found else rate

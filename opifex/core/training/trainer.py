@@ -346,6 +346,10 @@ class Trainer:
             ``config.seed``.
         callbacks: :class:`~opifex.core.training.components.TrainingComponentBase` s to run
             (early stopping, checkpoints, loggers, your own components).
+        meta_optimizer: an :class:`opifex.optimization.MetaOptimizer`: its update rule
+            replaces ``config.optimizer``'s in the main stage (the config's learning rate,
+            schedule, clipping and accumulation still apply), and its learned
+            initialisation, if it has one, is loaded into ``model`` here.
 
     Attributes:
         history: the :class:`History` of the current run.
@@ -361,6 +365,7 @@ class Trainer:
         *,
         rngs: nnx.Rngs | None = None,
         callbacks: list[TrainingComponentBase] | None = None,
+        meta_optimizer: Any = None,
     ) -> None:
         if not isinstance(model, nnx.Module):
             raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
@@ -368,6 +373,16 @@ class Trainer:
             config = TrainingConfig()
         if not isinstance(config, TrainingConfig):
             raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+        if meta_optimizer is not None:
+            if not (
+                hasattr(meta_optimizer, "transformation") and hasattr(meta_optimizer, "initialize")
+            ):
+                raise TypeError(
+                    "meta_optimizer must be an opifex.optimization.MetaOptimizer, got "
+                    f"{type(meta_optimizer).__name__}"
+                )
+            meta_optimizer.initialize(model)  # its learned initialisation, if any
+        self.meta_optimizer = meta_optimizer
         self.config = config
         self.task = self._make_task()
         self._key = jr.key(config.seed) if rngs is None else rngs()
@@ -473,8 +488,10 @@ class Trainer:
             total = max(self._schedule_window[1] * steps_per_epoch // accum, 1)  # with it
         elif factory is not None and factory.total_steps is not None:
             total = factory.total_steps
-        tx = build_optimizer(opt, lr, total)
-        uses_value_fn = needs_value_fn(opt)
+        meta = self.meta_optimizer if stage == 0 and factory is None else None
+        base = None if meta is None else meta.transformation
+        tx = build_optimizer(opt, lr, total, base=base)
+        uses_value_fn = base is None and needs_value_fn(opt)
         # components' gradient transformations run first (not before line-search
         # optimizers, whose line search needs the true gradient)
         pre = [] if uses_value_fn else [t for c in self.components for t in c.transforms()]
