@@ -20,20 +20,45 @@ import sys
 from opifex.bench import meta
 from opifex.bench.core import environment
 
+LABELS = {
+    "adam": "Adam",
+    "hypergradient": "hypergradient",
+    "meta": "meta (init + HD)",
+    "meta_adam": "meta init + Adam",
+}
+
 
 def table(summary: dict) -> str:
-    lines = [
-        "| held-out task | Adam | hypergradient | meta (init + HD) | meta init + Adam "
-        "| speed-up meta | speed-up meta+Adam | HD/Adam at 1/4, 1/2, all steps |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    """Markdown: final errors and speed-ups per held-out task (medians over seeds)."""
+    first = next(iter(summary["tasks"].values()))
+    variants = [v for v in LABELS if f"{v}_final" in first]
+    head = ["held-out task"] + [f"{LABELS[v]} final" for v in variants]
+    head += [f"speed-up {LABELS[v]}" for v in variants[1:]]
+    if "median_ratio_final" in first:
+        head.append("HD/Adam at 1/4, 1/2, all steps")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in summary["tasks"].items():
-        lines.append(
-            f"| {name} | {r['adam_final']:.2e} | {r['hypergradient_final']:.2e} | "
-            f"{r['meta_final']:.2e} | {r['meta_adam_final']:.2e} | {r['meta_speedup']:.1f}x | "
-            f"{r['meta_adam_speedup']:.1f}x | {r['median_ratio_quarter']:.2g}, "
-            f"{r['median_ratio_half']:.2g}, {r['median_ratio_final']:.2g} |"
-        )
+        cells = [name] + [f"{r[f'{v}_final']:.2e}" for v in variants]
+        cells += [f"{r[f'{v}_speedup']:.1f}x" for v in variants[1:]]
+        if "median_ratio_final" in r:
+            cells.append(", ".join(f"{r[f'median_ratio_{f}']:.2f}" for f in meta.CHECKPOINTS))
+        lines.append("| " + " | ".join(cells) + " |")
+    if summary.get("speedup_by_budget"):
+        lines += [
+            "",
+            "| Adam's budget (steps) | " + " | ".join(LABELS[v] for v in variants[1:]) + " |",
+        ]
+        lines.append("|" + "---|" * len(variants))
+        for b, entry in summary["speedup_by_budget"].items():
+            cells = [b] + [
+                f"{entry[v]['median']:.2f}x ("
+                + ", ".join(f"{x:.2f}" for x in entry[v]["per_seed"])
+                + ")"
+                if v in entry
+                else "-"
+                for v in variants[1:]
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -44,6 +69,16 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int)
     p.add_argument("--meta-iterations", type=int)
     p.add_argument("--inner-steps", type=int)
+    p.add_argument("--learning-rate", type=float, help="override the family's 1e-3")
+    p.add_argument("--variants", nargs="+", default=list(meta.VARIANTS), choices=meta.VARIANTS)
+    p.add_argument(
+        "--budgets",
+        type=int,
+        nargs="*",
+        default=[250, 500, 1000, 2000, 3000],
+        help="also report the speed-up against Adam stopped at these steps",
+    )
+    p.add_argument("--name", help="output file stem (default meta_optimizer_<family>)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     a = p.parse_args(argv)
     runs = []
@@ -54,17 +89,18 @@ def main(argv=None) -> int:
             steps=a.steps,
             meta_iterations=a.meta_iterations,
             inner_steps=a.inner_steps,
+            variants=tuple(a.variants),
+            learning_rate=a.learning_rate,
         )
-        print(
-            f"seed {seed}: speed-up {r['speedup']:.2f}x, meta+Adam {r['meta_adam_speedup']:.2f}x, "
-            f"HD/Adam worst {r['hypergradient_ratio_max']:.2f} ({r['seconds']:.0f} s)",
-            flush=True,
-        )
+        figures = {
+            k: r[k] for k in ("speedup", "meta_adam_speedup", "hypergradient_ratio_max") if k in r
+        }
+        print(f"seed {seed}: {figures} ({r['seconds']:.0f} s)", flush=True)
         runs.append(r)
-    summary = meta.summarize(runs)
+    summary = meta.summarize(runs, tuple(a.budgets))
     out = {
         "family": a.family,
-        "spec": meta.FAMILIES[a.family],
+        "spec": runs[0]["spec"],
         "seeds": a.seeds,
         "command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
         "summary": summary,
@@ -72,15 +108,12 @@ def main(argv=None) -> int:
         "environment": environment(),
     }
     os.makedirs(a.out, exist_ok=True)
-    path = os.path.join(a.out, f"meta_optimizer_{a.family}.json")
+    path = os.path.join(a.out, f"{a.name or 'meta_optimizer_' + a.family}.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print(table(summary))
-    print(
-        f"median speed-up {summary['speedup_median']:.2f}x (meta+Adam "
-        f"{summary['meta_adam_speedup_median']:.2f}x); worst HD/Adam median ratio "
-        f"{summary['hypergradient_worst_median_ratio']:.2f}; wrote {path}"
-    )
+    print({k: v for k, v in summary.items() if k.endswith(("_median", "_ratio"))})
+    print(f"wrote {path}")
     return 0
 
 

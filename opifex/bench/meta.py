@@ -24,7 +24,9 @@ Families (:data:`FAMILIES`):
   a 1-[32, 32]-1 tanh MLP, soft Dirichlet conditions, 128 collocation points.
 * ``burgers``: viscous Burgers (:func:`opifex.optimization.burgers_task`) with
   ``nu pi`` = 0.02, 0.03, 0.045, 0.065, 0.1 for training, held out 0.025, 0.055, 0.08; a
-  2-[32]x3-1 tanh MLP with hard initial and boundary conditions, 1000 collocation points.
+  2-[32]x3-1 tanh MLP with hard initial and boundary conditions, 1000 collocation points;
+  Reptile with 60 iterations of 500 inner steps (with 100 inner steps the learned
+  initialisation only gave a head start of a few hundred steps: no speed-up at 3000).
   (A lower-viscosity family, ``nu pi`` = 0.005 ... 0.04, was tried first: there Reptile's
   initialisation settled in a smooth-front basin, 0.13-0.2 relative L2 on held-out tasks
   where Adam reached 0.005-0.13; see benchmarks/README.md.)
@@ -65,13 +67,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
         hard=True,
         learning_rate=1e-3,
         steps=3000,
-        meta_iterations=100,
-        inner_steps=100,
+        meta_iterations=60,
+        inner_steps=500,
         val_every=100,
     ),
 }
 
 VARIANTS = ("adam", "hypergradient", "meta", "meta_adam")
+CHECKPOINTS = ("quarter", "half", "final")
 
 
 def tasks(family: str, n_collocation: int | None = None):
@@ -103,14 +106,21 @@ def run(
     val_every: int | None = None,
     n_collocation: int | None = None,
     test: int | None = None,
+    variants: tuple[str, ...] = VARIANTS,
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
-    """One seed of the family comparison (see the module docstring)."""
+    """One seed of the family comparison (see the module docstring); ``variants`` without
+    ``meta`` and ``meta_adam`` skips meta-training (the rule against Adam only)."""
+    unknown = set(variants) - set(VARIANTS)
+    if unknown or "adam" not in variants:
+        raise ValueError(f"variants: need 'adam' and names from {VARIANTS}, got {variants}")
     spec = dict(FAMILIES[family])
     for k, v in (
         ("steps", steps),
         ("meta_iterations", meta_iterations),
         ("inner_steps", inner_steps),
         ("val_every", val_every),
+        ("learning_rate", learning_rate),
     ):
         if v is not None:
             spec[k] = v
@@ -126,17 +136,18 @@ def run(
         return StandardMLP(spec["layers"], activation="tanh", rngs=nnx.Rngs(seed))
 
     t0 = time.perf_counter()
-    meta = MetaOptimizer()
-    record = meta.meta_train(
-        train_tasks,
-        network(),
-        meta_iterations=spec["meta_iterations"],
-        inner_steps=spec["inner_steps"],
-        meta_step_size=meta_step_size,
-        tasks_per_iteration=tasks_per_iteration,
-        config=base,
-        seed=seed,
-    )
+    meta, record = MetaOptimizer(), None
+    if {"meta", "meta_adam"} & set(variants):
+        record = meta.meta_train(
+            train_tasks,
+            network(),
+            meta_iterations=spec["meta_iterations"],
+            inner_steps=spec["inner_steps"],
+            meta_step_size=meta_step_size,
+            tasks_per_iteration=tasks_per_iteration,
+            config=base,
+            seed=seed,
+        )
     meta_seconds = time.perf_counter() - t0
     optimizers = {
         "adam": None,
@@ -144,8 +155,9 @@ def run(
         "meta": meta,
         "meta_adam": meta.with_rule("adam"),
     }
+    optimizers = {k: v for k, v in optimizers.items() if k in variants}
     cfg = base.replace(num_epochs=spec["steps"], validation_frequency=spec["val_every"])
-    out: dict[str, Any] = {"tasks": {}, "meta_train_seconds": meta_seconds}
+    out: dict[str, Any] = {"tasks": {}, "meta_train_seconds": meta_seconds, "spec": spec}
     train_seconds = 0.0
     for task in held_out:
         curves, seconds = {}, {}
@@ -162,68 +174,92 @@ def run(
         train_seconds += sum(seconds.values())
         target = curves["adam"][-1][1]
         r: dict[str, Any] = {"curves": curves, "seconds": seconds, "adam_final": target}
-        for name in ("meta", "meta_adam", "hypergradient"):
+        for name in [v for v in VARIANTS[1:] if v in variants]:
             hit = _steps_to(curves[name], target)
             r[f"{name}_steps_to_adam_final"] = hit
             r[f"{name}_speedup"] = 0.0 if hit is None else spec["steps"] / hit
         n = len(curves["adam"])
-        for frac, i in (("quarter", n // 4 - 1), ("half", n // 2 - 1), ("final", n - 1)):
-            r[f"hypergradient_ratio_{frac}"] = curves["hypergradient"][i][1] / curves["adam"][i][1]
+        if "hypergradient" in curves:
+            for frac, i in (("quarter", n // 4 - 1), ("half", n // 2 - 1), ("final", n - 1)):
+                ratio = curves["hypergradient"][i][1] / curves["adam"][i][1]
+                r[f"hypergradient_ratio_{frac}"] = ratio
         out["tasks"][task.name] = r
-    per_task = out["tasks"].values()
-    out.update(
-        speedup=float(np.median([r["meta_speedup"] for r in per_task])),
-        meta_adam_speedup=float(np.median([r["meta_adam_speedup"] for r in per_task])),
-        hypergradient_ratio_max=float(
-            max(
-                r[f"hypergradient_ratio_{f}"]
-                for r in per_task
-                for f in ("quarter", "half", "final")
-            )
-        ),
-        hypergradient_ratio_final=float(
-            np.exp(np.mean([np.log(r["hypergradient_ratio_final"]) for r in per_task]))
-        ),
-        seconds=meta_seconds + train_seconds,
-        inner_loss_first=record.iterations[0]["inner_loss"],
-        inner_loss_last=record.iterations[-1]["inner_loss"],
-    )
+    per_task = list(out["tasks"].values())
+    for name in ("meta", "meta_adam"):
+        if name in variants:
+            key = "speedup" if name == "meta" else "meta_adam_speedup"
+            out[key] = float(np.median([r[f"{name}_speedup"] for r in per_task]))
+    if "hypergradient" in variants:
+        ratios = [r[f"hypergradient_ratio_{f}"] for r in per_task for f in CHECKPOINTS]
+        out["hypergradient_ratio_max"] = float(max(ratios))
+    if record is not None:
+        out["inner_loss_first"] = record.iterations[0]["inner_loss"]
+        out["inner_loss_last"] = record.iterations[-1]["inner_loss"]
+    out["seconds"] = meta_seconds + train_seconds
     return out
 
 
-def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over seeds, per held-out task and overall."""
+def speedup_at(curves: dict[str, list], variant: str, budget: int) -> float | None:
+    """``budget`` over the first step at which ``variant`` is at or below Adam's error at
+    step ``budget`` (0 if never; ``None`` if Adam was not evaluated at ``budget``)."""
+    adam = dict((int(s), e) for s, e in curves["adam"])
+    if budget not in adam:
+        return None
+    hit = _steps_to(curves[variant], adam[budget])
+    return 0.0 if hit is None else budget / hit
+
+
+def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Medians over seeds, per held-out task and overall.
+
+    ``speedup_by_budget`` repeats the steps-to-Adam's-error measurement with Adam stopped at
+    each of ``budgets`` steps (median over tasks per seed, then over seeds).
+    """
     names = list(per_seed[0]["tasks"])
+    variants = [v for v in VARIANTS if v in per_seed[0]["tasks"][names[0]]["curves"]]
     table = {}
     for name in names:
         rs = [s["tasks"][name] for s in per_seed]
+        n = len(rs[0]["curves"]["adam"])
         row = {}
-        for v in VARIANTS:
+        for v in variants:
             row[f"{v}_final"] = float(np.median([r["curves"][v][-1][1] for r in rs]))
-        for k in (
-            "meta_speedup",
-            "meta_adam_speedup",
-            "hypergradient_speedup",
-            "hypergradient_ratio_quarter",
-            "hypergradient_ratio_half",
-            "hypergradient_ratio_final",
-        ):
-            row[k] = float(np.median([r[k] for r in rs]))
-        # the medians' ratio at each checkpoint (errors first reduced over seeds)
-        for frac, idx in (("quarter", 0.25), ("half", 0.5), ("final", 1.0)):
-            n = len(rs[0]["curves"]["adam"])
-            i = max(int(round(n * idx)) - 1, 0)
-            med = {
-                v: float(np.median([r["curves"][v][i][1] for r in rs]))
-                for v in ("adam", "hypergradient")
-            }
-            row[f"median_ratio_{frac}"] = med["hypergradient"] / med["adam"]
+            if v != "adam":
+                row[f"{v}_speedup"] = float(np.median([r[f"{v}_speedup"] for r in rs]))
+        if "hypergradient" in variants:
+            # the ratio of the seeds' median errors at each checkpoint
+            for frac, i in zip(CHECKPOINTS, (n // 4 - 1, n // 2 - 1, n - 1), strict=True):
+                med = {
+                    v: float(np.median([r["curves"][v][i][1] for r in rs]))
+                    for v in ("adam", "hypergradient")
+                }
+                row[f"median_ratio_{frac}"] = med["hypergradient"] / med["adam"]
         table[name] = row
-    return {
-        "tasks": table,
-        "speedup_median": float(np.median([s["speedup"] for s in per_seed])),
-        "meta_adam_speedup_median": float(np.median([s["meta_adam_speedup"] for s in per_seed])),
-        "hypergradient_worst_median_ratio": max(
-            row[f"median_ratio_{f}"] for row in table.values() for f in ("quarter", "half", "final")
-        ),
-    }
+    out: dict[str, Any] = {"tasks": table, "seeds": len(per_seed)}
+    for v in variants[1:]:
+        key = "speedup" if v == "meta" else f"{v}_speedup"
+        out[f"{key}_median"] = float(
+            np.median(
+                [np.median([t[f"{v}_speedup"] for t in s["tasks"].values()]) for s in per_seed]
+            )
+        )
+    if "hypergradient" in variants:
+        out["hypergradient_worst_median_ratio"] = max(
+            row[f"median_ratio_{f}"] for row in table.values() for f in CHECKPOINTS
+        )
+    by_budget = {}
+    for b in budgets:
+        entry = {}
+        for v in variants[1:]:
+            per = []
+            for s in per_seed:
+                vals = [speedup_at(t["curves"], v, b) for t in s["tasks"].values()]
+                vals = [x for x in vals if x is not None]
+                if vals:
+                    per.append(float(np.median(vals)))
+            if per:
+                entry[v] = {"median": float(np.median(per)), "per_seed": per}
+        if entry:
+            by_budget[str(b)] = entry
+    out["speedup_by_budget"] = by_budget
+    return out

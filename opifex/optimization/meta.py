@@ -115,7 +115,7 @@ class MetaOptimizer:
         self,
         rule: str = "hypergradient",
         *,
-        hypergradient_lr: float = 0.02,
+        hypergradient_lr: float = 0.01,
         b1: float = 0.9,
         b2: float = 0.999,
         eps: float = 1e-8,

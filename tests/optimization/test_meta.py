@@ -107,14 +107,14 @@ def test_trainers_run_the_rule_in_the_compiled_chunk(quiet_config):
 
 def test_rule_beats_plain_adam_at_a_small_learning_rate(quiet_config):
     x, y = linear_data()
-    cfg = quiet_config(num_epochs=150, learning_rate=3e-4)
+    cfg = quiet_config(num_epochs=300, learning_rate=3e-4)
     losses = {}
     for name, meta in (("adam", None), ("hd", MetaOptimizer())):
         model = StandardMLP([3, 16, 1], rngs=nnx.Rngs(0))
         losses[name] = BasicTrainer(model, cfg, meta_optimizer=meta).train((x, y))[1]["train_loss"][
             -1
         ]
-    assert losses["hd"] < 0.5 * losses["adam"]
+    assert losses["hd"] < 0.2 * losses["adam"]  # measured 0.34 vs 3.57
 
 
 def test_rule_adam_matches_the_configured_adam(quiet_config):

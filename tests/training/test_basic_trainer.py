@@ -246,7 +246,9 @@ def test_bad_physics_input(quiet_config):
     plain = BasicTrainer(StandardMLP([2, 8, 1], rngs=nnx.Rngs(0)), quiet_config())
     with pytest.raises(ValueError, match="boundary_data and domain need a physics loss"):
         plain.train((pts, None), boundary_data=(bp, bv))
-    with pytest.raises(NotImplementedError, match="meta_optimizer"):
+    with pytest.raises(
+        TypeError, match="meta_optimizer must be an opifex.optimization.MetaOptimizer"
+    ):
         BasicTrainer(StandardMLP([2, 1], rngs=nnx.Rngs(0)), quiet_config(), meta_optimizer=1)
     with pytest.raises(ValueError, match="'top' is not a boundary"):
         PhysicsProblem(TimeDomain(Interval(0.0, 1.0)), pde_residual, [DirichletBC("top")])

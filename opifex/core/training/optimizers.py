@@ -146,7 +146,7 @@ class HypergradientAdamState(NamedTuple):
 def hypergradient_adam(
     learning_rate: Any,
     *,
-    hypergradient_lr: float = 0.02,
+    hypergradient_lr: float = 0.01,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
