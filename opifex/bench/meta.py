@@ -94,6 +94,11 @@ def _steps_to(curve: list[list[float]], target: float) -> float | None:
     return None
 
 
+def _checkpoints(n: int) -> list[int]:
+    """Indices of the evaluations at a quarter, half and all of ``n``."""
+    return [n // 4 - 1, n // 2 - 1, n - 1]
+
+
 def run(
     family: str,
     seed: int,
@@ -172,15 +177,15 @@ def run(
                 for e, v in zip(h["val_epoch"], h["val_relative_l2"], strict=True)
             ]
         train_seconds += sum(seconds.values())
-        target = curves["adam"][-1][1]
-        r: dict[str, Any] = {"curves": curves, "seconds": seconds, "adam_final": target}
+        r: dict[str, Any] = {
+            "curves": curves,
+            "seconds": seconds,
+            "adam_final": curves["adam"][-1][1],
+        }
         for name in [v for v in VARIANTS[1:] if v in variants]:
-            hit = _steps_to(curves[name], target)
-            r[f"{name}_steps_to_adam_final"] = hit
-            r[f"{name}_speedup"] = 0.0 if hit is None else spec["steps"] / hit
-        n = len(curves["adam"])
+            r[f"{name}_speedup"] = speedup_at(curves, name, int(curves["adam"][-1][0]))
         if "hypergradient" in curves:
-            for frac, i in (("quarter", n // 4 - 1), ("half", n // 2 - 1), ("final", n - 1)):
+            for frac, i in zip(CHECKPOINTS, _checkpoints(len(curves["adam"])), strict=True):
                 ratio = curves["hypergradient"][i][1] / curves["adam"][i][1]
                 r[f"hypergradient_ratio_{frac}"] = ratio
         out["tasks"][task.name] = r
@@ -220,7 +225,6 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
     table = {}
     for name in names:
         rs = [s["tasks"][name] for s in per_seed]
-        n = len(rs[0]["curves"]["adam"])
         row = {}
         for v in variants:
             row[f"{v}_final"] = float(np.median([r["curves"][v][-1][1] for r in rs]))
@@ -228,7 +232,8 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
                 row[f"{v}_speedup"] = float(np.median([r[f"{v}_speedup"] for r in rs]))
         if "hypergradient" in variants:
             # the ratio of the seeds' median errors at each checkpoint
-            for frac, i in zip(CHECKPOINTS, (n // 4 - 1, n // 2 - 1, n - 1), strict=True):
+            idx = _checkpoints(len(rs[0]["curves"]["adam"]))
+            for frac, i in zip(CHECKPOINTS, idx, strict=True):
                 med = {
                     v: float(np.median([r["curves"][v][i][1] for r in rs]))
                     for v in ("adam", "hypergradient")

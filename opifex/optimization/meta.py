@@ -29,7 +29,6 @@ meta-training record) is saved and loaded with orbax: :meth:`save`, :meth:`load`
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -67,6 +66,17 @@ def _signature(params: Any) -> dict[str, list[int]]:
 
 def _param_dict(model: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def _set_params(model: nnx.Module, params: Any) -> None:
+    """Write ``params`` (matched by parameter path, see :func:`_path`) into ``model``."""
+    stored = _flat(params)
+    state = nnx.state(model, nnx.Param)
+    new = jax.tree_util.tree_map_with_path(
+        lambda p, x: jnp.asarray(stored[_path(p)], x.dtype), nnx.to_pure_dict(state)
+    )
+    nnx.replace_by_pure_dict(state, new)
+    nnx.update(model, state)
 
 
 @jax.jit
@@ -107,7 +117,8 @@ class MetaOptimizer:
     Attributes:
         initial_params: the meta-learned initial parameters (a nested dict of arrays), or
             ``None`` before meta-training.
-        architecture: ``{parameter path: shape}`` of the model ``initial_params`` belong to.
+        architecture: ``{parameter path: shape}`` of the model ``initial_params`` belong to
+            (derived from them).
         result: the :class:`MetaTrainResult` of the last :meth:`meta_train`, if any.
     """
 
@@ -135,9 +146,13 @@ class MetaOptimizer:
         )
         hypergradient_adam(1.0, **self.settings)  # validates the settings now
         self.initial_params: dict | None = None
-        self.architecture: dict[str, list[int]] | None = None
         self.result: MetaTrainResult | None = None
         self._meta_info: dict[str, Any] = {}
+
+    @property
+    def architecture(self) -> dict[str, list[int]] | None:
+        """``{parameter path: shape}`` of the model ``initial_params`` belong to."""
+        return None if self.initial_params is None else _signature(self.initial_params)
 
     def __repr__(self) -> str:
         learned = "none" if self.initial_params is None else "meta-trained"
@@ -160,24 +175,24 @@ class MetaOptimizer:
         this optimizer's)."""
         out = MetaOptimizer(rule, **{**self.settings, **settings})
         out.initial_params = self.initial_params
-        out.architecture = self.architecture
         out.result = self.result
         out._meta_info = dict(self._meta_info)
         return out
 
     # ------------------------------------------------------- initialisation
-    def check_model(self, model: nnx.Module, what: str = "model") -> None:
+    def check_model(self, model: nnx.Module) -> None:
         """Raise if ``model``'s parameters are not the architecture of ``initial_params``."""
-        if self.architecture is None:
+        want = self.architecture
+        if want is None:
             return
         got = _signature(_param_dict(model))
-        if got != self.architecture:
-            missing = sorted(set(self.architecture) - set(got))
-            extra = sorted(set(got) - set(self.architecture))
+        if got != want:
+            missing = sorted(set(want) - set(got))
+            extra = sorted(set(got) - set(want))
             shapes = [
-                f"{k}: {got[k]} vs learned {self.architecture[k]}"
-                for k in sorted(set(got) & set(self.architecture))
-                if got[k] != self.architecture[k]
+                f"{k}: {got[k]} vs learned {want[k]}"
+                for k in sorted(set(got) & set(want))
+                if got[k] != want[k]
             ]
             detail = "; ".join(
                 p
@@ -190,7 +205,7 @@ class MetaOptimizer:
             )
             raise ValueError(
                 f"the MetaOptimizer's learned initialisation belongs to a different "
-                f"architecture than {what} ({detail}); build the model with the layer sizes "
+                f"architecture than the model ({detail}); build the model with the layer sizes "
                 "it was meta-trained on, or use MetaOptimizer.rule_only()"
             )
 
@@ -200,13 +215,7 @@ class MetaOptimizer:
         if self.initial_params is None:
             return model
         self.check_model(model)
-        stored = _flat(self.initial_params)
-        params = nnx.state(model, nnx.Param)
-        new = jax.tree_util.tree_map_with_path(
-            lambda p, x: jnp.asarray(stored[_path(p)], x.dtype), nnx.to_pure_dict(params)
-        )
-        nnx.replace_by_pure_dict(params, new)
-        nnx.update(model, params)
+        _set_params(model, self.initial_params)
         return model
 
     # -------------------------------------------------------- meta-training
@@ -309,9 +318,7 @@ class MetaOptimizer:
             deltas, losses, errors = [], [], []
             for i in picked:
                 tr = trainers[i]
-                params = nnx.state(tr.model, nnx.Param)
-                nnx.replace_by_pure_dict(params, phi)
-                nnx.update(tr.model, params)
+                _set_params(tr.model, phi)
                 _, hist = tr.train(problem=tasks[i].problem, val_data=tasks[i].reference)
                 theta = _param_dict(tr.model)
                 deltas.append(jax.tree.map(lambda a, b: a - b, theta, phi))
@@ -336,7 +343,6 @@ class MetaOptimizer:
                     flush=True,
                 )
         self.initial_params = jax.tree.map(np.asarray, phi)
-        self.architecture = _signature(self.initial_params)
         self.result = MetaTrainResult(record, time.perf_counter() - t0)
         self._meta_info = {
             "algorithm": "reptile",
@@ -416,17 +422,10 @@ class MetaOptimizer:
                     path, ocp.args.Composite(initial_params=ocp.args.StandardRestore())
                 )["initial_params"]
                 out.initial_params = jax.tree.map(np.asarray, params)
-                out.architecture = {k: list(v) for k, v in meta["architecture"].items()}
-                if _signature(out.initial_params) != out.architecture:
+                recorded = {k: list(v) for k, v in meta["architecture"].items()}
+                if out.architecture != recorded:
                     raise ValueError(f"{path}: the stored parameters do not match their record")
         out._meta_info = dict(meta.get("meta_training") or {})
         if meta.get("record") is not None:
             out.result = MetaTrainResult(meta["record"], float(out._meta_info.get("seconds", 0)))
         return out
-
-    def describe(self) -> str:
-        """A JSON summary of the optimizer (rule, settings, meta-training)."""
-        return json.dumps(
-            {"rule": self.rule, "settings": self.settings, "meta_training": self._meta_info},
-            indent=1,
-        )
