@@ -3,7 +3,11 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+# four simulated CPU devices, so that the distributed tests run on a real mesh (the rest
+# of the suite uses the first device, as a single-device machine would)
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false --xla_force_host_platform_device_count=4"
+)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -32,10 +32,14 @@ def make_data(n: int):
     return x, y
 
 
-def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float):
-    """The loop a careful user would write by hand; returns a timed-run callable."""
+def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float, place=None):
+    """The loop a careful user would write by hand; returns a timed-run callable.
+
+    ``place``, if given, lays out the parameters and optimizer state (on a device mesh,
+    say; ``x`` and ``y`` are then expected already laid out)."""
     model = StandardMLP(LAYERS, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(params)
     tx = optax.adam(lr)
     n = x.shape[0]
     bs = n if batch_size is None else batch_size
@@ -67,6 +71,8 @@ def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float):
         return jax.lax.scan(epoch, (p, s, key), None, length=epochs)
 
     state = (params, tx.init(params), jr.key(1))
+    if place is not None:
+        state = (*place(state[:2]), state[2])
     jax.block_until_ready(run(*state))  # compile
 
     def timed():

@@ -41,8 +41,15 @@ def _from_raw(raw: PyTree, like: PyTree) -> PyTree:
     )
 
 
-def _abstract(tree: PyTree) -> PyTree:
-    return jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_raw(tree))
+def _abstract(tree: PyTree, shardings: PyTree = None) -> PyTree:
+    """Shapes, dtypes and shardings to restore into (``shardings``: a tree like ``tree`` of
+    target shardings, e.g. a device mesh's; default: those of ``tree``'s arrays)."""
+    raw = _to_raw(tree)
+    if shardings is None:
+        return jax.tree.map(ocp.utils.to_shape_dtype_struct, raw)
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), raw, shardings
+    )
 
 
 class CheckpointStore:
@@ -125,11 +132,15 @@ class CheckpointStore:
         *,
         best: bool = False,
         like_params: PyTree = None,
+        shardings: Any = None,
     ) -> tuple[PyTree, dict, PyTree]:
         """Restore ``(state, meta, best_params)``; ``like_*`` give the tree structure.
 
         ``like_state`` may be a function of the epoch label (the structure of the optimizer
-        state depends on the stage that wrote the checkpoint).
+        state depends on the stage that wrote the checkpoint). ``shardings``, a function
+        ``state -> tree of shardings``, restores the state straight onto a device mesh
+        (each process reads the shards on its devices); by default the arrays land where
+        ``like_state``'s are.
 
         Raises:
             FileNotFoundError: no checkpoint (or none with that epoch label) exists.
@@ -148,7 +159,8 @@ class CheckpointStore:
         if callable(like_state):
             like_state = like_state(epoch)
         like_core = like_state.replace(**{k: {} for k in _DICT_FIELDS})
-        items = {"state": ocp.args.StandardRestore(_abstract(like_core))}
+        target = None if shardings is None else shardings(like_core)
+        items = {"state": ocp.args.StandardRestore(_abstract(like_core, target))}
         if meta.get("has_best_params") and like_params is not None:
             items["best_params"] = ocp.args.StandardRestore(_abstract(like_params))
         for k in meta.get("dict_items", []):

@@ -224,6 +224,104 @@ class OptimizerStage(_ConfigBase):
             _fail("OptimizerStage", "optimizer", "must be an OptimizerConfig")
 
 
+PRECISIONS = ("float32", "bfloat16", "float16", "float64")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrecisionConfig(_ConfigBase):
+    """Numerical precision of training.
+
+    ``float32`` is the default. ``bfloat16`` and ``float16`` are *mixed* precision: the
+    parameters, optimizer state and loss stay float32 (the master copy), and every layer
+    that has a ``dtype`` attribute (Flax's computation-dtype convention: ``nnx.Linear``,
+    ``nnx.Conv``, the Opifex MLPs ...) computes in the low-precision type; its float32
+    parameters are cast on the way in and the gradients come back as float32. Layers
+    without one (FFT-based spectral convolutions, say) keep their input's precision.
+    ``float16`` has a narrow exponent range, so its loss is scaled before differentiation
+    (see ``loss_scale``). ``float64`` trains in double precision throughout (parameters,
+    data and optimizer state), for PINN problems whose residuals need it (e.g. L-BFGS on
+    stiff residuals); it needs 64-bit JAX, enabled at program start with
+    ``jax.config.update("jax_enable_x64", True)`` or ``JAX_ENABLE_X64=1``.
+
+    Second derivatives of a bfloat16 network (PINN residuals) carry about three significant
+    digits; low precision suits data-driven models (neural operators) better than PDE
+    residuals.
+
+    Attributes:
+        compute_dtype: one of ``float32, bfloat16, float16, float64``.
+        loss_scale: ``"dynamic"`` (float16's default): start at ``initial_loss_scale``,
+            halve it and skip the step when the scaled gradients overflow, double it after
+            ``growth_interval`` overflow-free steps; a number: a fixed scale; ``None``: no
+            scaling (the default for the other dtypes).
+        initial_loss_scale: the dynamic scale's starting value.
+        growth_interval: overflow-free steps before the dynamic scale doubles.
+    """
+
+    compute_dtype: str = "float32"
+    loss_scale: str | float | None = None
+    initial_loss_scale: float = 2.0**15
+    growth_interval: int = 2000
+
+    def __post_init__(self) -> None:
+        c = "PrecisionConfig"
+        _check_choice(c, "compute_dtype", self.compute_dtype, PRECISIONS)
+        if isinstance(self.loss_scale, str):
+            _check_choice(c, "loss_scale", self.loss_scale, ("dynamic",))
+        else:
+            _check_float(c, "loss_scale", self.loss_scale, low=0.0, low_open=True, optional=True)
+        _check_float(c, "initial_loss_scale", self.initial_loss_scale, low=1.0)
+        _check_int(c, "growth_interval", self.growth_interval, 1)
+        if self.loss_scale is not None and self.compute_dtype in ("float32", "float64"):
+            _fail(
+                c,
+                "loss_scale",
+                f"is for low-precision training; compute_dtype={self.compute_dtype!r} does "
+                "not underflow, leave loss_scale=None",
+            )
+
+    @property
+    def effective_loss_scale(self) -> str | float | None:
+        """The loss scaling in use: ``"dynamic"`` by default for float16."""
+        if self.loss_scale is None and self.compute_dtype == "float16":
+            return "dynamic"
+        return self.loss_scale
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistributedConfig(_ConfigBase):
+    """Data-parallel (and optionally model-parallel) training on a device mesh.
+
+    The trainer builds a ``jax.sharding.Mesh`` of shape ``(data_axis_size,
+    model_axis_size)`` over the devices (of every process, in a multi-host run), shards
+    the training points along ``data`` with a ``NamedSharding`` and keeps parameters and
+    optimizer state replicated, or, with ``model_axis_size > 1``, splits the last axis of
+    every weight matrix wide enough along ``model``. The compiled chunk is the same; XLA
+    inserts the reductions. Results match a single device to floating-point tolerance.
+
+    Attributes:
+        data_axis_size: devices along the data axis (``None``: all devices not used by the
+            model axis). The number of training points and ``batch_size`` must be
+            multiples of it.
+        model_axis_size: devices along the model axis (1: pure data parallelism).
+        min_shard_size: with a model axis, only weights with at least this many entries
+            are split (small ones are cheaper replicated).
+        local_data: in a multi-host run, each process passes only its own slice of the
+            training points (its processes' share, in process order) instead of the whole
+            set.
+    """
+
+    data_axis_size: int | None = None
+    model_axis_size: int = 1
+    min_shard_size: int = 1024
+    local_data: bool = False
+
+    def __post_init__(self) -> None:
+        c = "DistributedConfig"
+        _check_int(c, "data_axis_size", self.data_axis_size, 1, optional=True)
+        _check_int(c, "model_axis_size", self.model_axis_size, 1)
+        _check_int(c, "min_shard_size", self.min_shard_size, 1)
+
+
 _PHYSICS_SLOTS: dict[str, tuple[type, str]] = {
     "quantum_config": (_pc.QuantumTrainingConfig, "quantum-aware energy/force training"),
     "dft_config": (_pc.DFTConfig, "the differentiable Kohn-Sham (DFT) loop"),
@@ -282,6 +380,15 @@ class TrainingConfig(_ConfigBase):
             model) boundary conditions, for physics-informed training.
         quantum_config, dft_config, scf_config: not yet supported (setting one raises
             ``NotImplementedError``).
+        micro_batches: split every optimizer step's batch into this many micro-batches
+            whose gradients are accumulated inside the compiled step (a ``lax.scan``), so
+            the peak memory is that of one micro-batch; the update is the one of the whole
+            batch to round-off. The batch (``batch_size``, or the training set when
+            ``None``) must be a multiple of it. (``OptimizerConfig.
+            gradient_accumulation_steps`` instead accumulates over successive minibatches.)
+        precision: a :class:`PrecisionConfig` (mixed precision, loss scaling, float64).
+        distributed: a :class:`DistributedConfig`: train on a device mesh (data parallel,
+            optionally model parallel); ``None``: one device.
     """
 
     num_epochs: int = 100
@@ -310,12 +417,17 @@ class TrainingConfig(_ConfigBase):
     scf_config: Any = None
     metrics_tracking_config: Any = None
     logging_config: Any = None
+    micro_batches: int = 1
+    precision: PrecisionConfig = dataclasses.field(default_factory=PrecisionConfig)
+    distributed: DistributedConfig | None = None
 
     _nested: ClassVar[dict[str, type]] = {
         "optimizer": OptimizerConfig,
         "loss": LossConfig,
         "validation": ValidationConfig,
         "checkpoint": CheckpointConfig,
+        "precision": PrecisionConfig,
+        "distributed": DistributedConfig,
         **{name: cls for name, (cls, _) in _PHYSICS_SLOTS.items()},
         **_SUPPORTED_SLOTS,
     }
@@ -345,11 +457,32 @@ class TrainingConfig(_ConfigBase):
             ("loss", LossConfig),
             ("validation", ValidationConfig),
             ("checkpoint", CheckpointConfig),
+            ("precision", PrecisionConfig),
         ):
             if not isinstance(getattr(self, name), cls):
                 _fail(
                     c, name, f"must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
                 )
+        if self.distributed is not None and not isinstance(self.distributed, DistributedConfig):
+            _fail(
+                c,
+                "distributed",
+                f"must be a DistributedConfig or None, got {type(self.distributed).__name__}",
+            )
+        _check_int(c, "micro_batches", self.micro_batches, 1)
+        if self.batch_size is not None and self.batch_size % self.micro_batches:
+            _fail(
+                c,
+                "micro_batches",
+                f"must divide batch_size={self.batch_size}, got {self.micro_batches}",
+            )
+        if self.micro_batches > 1 and self.loss.loss_type == "relative_l2":
+            _fail(
+                c,
+                "micro_batches",
+                "loss_type='relative_l2' normalises by the whole batch and does not split "
+                "into micro-batches; use 'mean_relative_l2' (per sample) or micro_batches=1",
+            )
         if isinstance(self.stages, list):
             object.__setattr__(self, "stages", tuple(self.stages))
         if not isinstance(self.stages, tuple) or not all(

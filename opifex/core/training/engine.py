@@ -40,6 +40,7 @@ from flax import nnx, struct
 
 from opifex.core.physics.weighting import ntk_trace_estimates
 from opifex.core.training.optimizers import current_learning_rate, reset_curvature_memory
+from opifex.core.training.precision import init_loss_scale, update_loss_scale
 
 PyTree = Any
 Objective = Callable[
@@ -62,6 +63,8 @@ class TrainState:
         loss_weights: adaptive loss-weight state (empty unless a loss uses it).
         sampler: collocation-sampler state (empty unless a sampler uses it).
         recovery: in-graph recovery counters.
+        loss_scale: the loss-scaling state of float16 training (``scale``, ``good_steps``,
+            ``overflows``; empty without scaling).
     """
 
     params: PyTree
@@ -73,6 +76,7 @@ class TrainState:
     loss_weights: PyTree = dataclasses.field(default_factory=dict)
     sampler: PyTree = dataclasses.field(default_factory=dict)
     recovery: PyTree = dataclasses.field(default_factory=dict)
+    loss_scale: PyTree = dataclasses.field(default_factory=dict)
 
 
 def _owned(x: Any) -> Any:
@@ -104,6 +108,15 @@ def _all_finite(*xs: jax.Array) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
 
 
+def _promoted(terms: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Loss terms in at least float32 (a low-precision model's terms are summed and
+    reported in float32)."""
+    return {
+        k: jnp.asarray(v).astype(jnp.promote_types(jnp.asarray(v).dtype, jnp.float32))
+        for k, v in terms.items()
+    }
+
+
 def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
@@ -111,13 +124,14 @@ def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
 def _epoch_summary(ms: dict[str, jax.Array], counts: jax.Array) -> dict[str, jax.Array]:
     """Per-epoch values from per-step metrics.
 
-    Skipped (non-finite) steps do not enter the averages: the epoch loss is the
+    Skipped steps (non-finite, or a float16 overflow of the scaled loss) do not enter the
+    averages: the epoch loss is the
     sample-weighted mean over the applied steps (``nan`` if every step was skipped) and the
     skipped steps are counted. ``*_count`` and ``nonfinite`` are summed, ``*_max`` maximised,
     ``*_min`` minimised,
     ``grad_norm`` and other metrics averaged over the applied steps.
     """
-    applied = ms["nonfinite"] == 0
+    applied = ms.pop("_skipped") == 0
     w = jnp.where(applied, counts, 0.0)
     total = jnp.sum(w)
     n_ok = jnp.sum(applied)
@@ -168,6 +182,14 @@ class Engine:
             n_active)`` replaces them in-graph. ``n_points`` is the buffer's capacity.
         point_residual: ``(model, points, whole) -> |r|`` per point, for the sampler.
         n_active: initial number of collocation points (for the sampler).
+        micro_batches: split every step's batch into this many micro-batches and
+            accumulate their gradients in a ``lax.scan`` (rows ``j::micro_batches`` form
+            micro-batch ``j``); the objective's terms must be sample-weighted means.
+        precision: a :class:`~opifex.core.training.config.PrecisionConfig` (loss scaling).
+        compute_graphdef: the model's graph computing in the low-precision dtype (see
+            :mod:`opifex.core.training.precision`); default ``graphdef``.
+        plan: a :class:`~opifex.core.training.distributed.MeshPlan`: the state, the
+            minibatches and the metrics are pinned to its layouts inside the chunk.
     """
 
     def __init__(
@@ -190,10 +212,18 @@ class Engine:
         sampler: Any = None,
         point_residual: Callable | None = None,
         n_active: int | None = None,
+        micro_batches: int = 1,
+        precision: Any = None,
+        compute_graphdef: Any = None,
+        plan: Any = None,
     ) -> None:
         if n_points < 1:
             raise ValueError(f"n_points must be >= 1, got {n_points}")
         self.graphdef = graphdef
+        self.compute_graphdef = graphdef if compute_graphdef is None else compute_graphdef
+        self.precision = precision
+        self.plan = plan
+        self.micro_batches = micro_batches
         self.eval_graphdef = graphdef if eval_graphdef is None else eval_graphdef
         self.objective = objective
         self.tx = tx
@@ -212,6 +242,15 @@ class Engine:
         self.sampler = sampler
         self.point_residual = point_residual
         self.n_active = n_points if n_active is None else n_active
+        if self.batch_size % micro_batches:
+            raise ValueError(
+                f"micro_batches={micro_batches} must divide the batch of {self.batch_size} "
+                "points each step uses; choose a divisor of it"
+            )
+        if plan is not None:
+            plan.check_points("the training points", n_points)
+            plan.check_points("batch_size", self.batch_size)
+            plan.check_points("the micro-batch size", self.batch_size // micro_batches)
         if sampler is not None and point_residual is None:
             raise ValueError("a collocation sampler needs point_residual")
         if getattr(weighting, "needs_ntk", False) and residual_fn is None:
@@ -251,11 +290,27 @@ class Engine:
                 if self.weighting is not None
                 else {"weights": dict(self.term_weights)}
             ),
+            loss_scale=init_loss_scale(self.precision) if self.precision is not None else {},
         )
-        return jax.tree.map(_owned, state)
+        return self._placed(jax.tree.map(_owned, state))
+
+    def _placed(self, state: TrainState) -> TrainState:
+        """``state`` pinned to the mesh layout (inside jit; identity without a mesh)."""
+        if self.plan is None:
+            return state
+        return self.plan.constrain_state(state, self.n_points)
+
+    def place(self, state: TrainState) -> TrainState:
+        """``state`` laid out on this engine's mesh (host side; without a mesh: as it is).
+        For states built outside the engine (a sampler's initial points, say)."""
+        if self.plan is None:
+            return state
+        return self.plan.place_state(state, self.n_points)
 
     def _reset_optimizer(self, state: TrainState) -> TrainState:
-        return state.replace(opt_state=jax.tree.map(_owned, self.tx.init(state.params)))
+        return self._placed(
+            state.replace(opt_state=jax.tree.map(_owned, self.tx.init(state.params)))
+        )
 
     def reset_optimizer(self, state: TrainState) -> TrainState:
         """``state`` with this engine's optimizer freshly initialised (stage switches)."""
@@ -266,30 +321,92 @@ class Engine:
         """Per-term losses as a function of the parameters (for per-term gradients)."""
 
         def terms(params):
-            model = nnx.merge(self.graphdef, params, model_state)
-            return self.objective(model, batch, weights, whole, key)[0]
+            model = nnx.merge(self.compute_graphdef, params, model_state)
+            return _promoted(self.objective(model, batch, weights, whole, key)[0])
 
         return terms
+
+    def _grads(self, state: TrainState, batch, weights, whole, key, total):
+        """``(loss, terms, metrics, grads, model_state)`` of one step: the gradient of the
+        (unscaled) loss, accumulated over micro-batches when configured."""
+        scale = state.loss_scale.get("scale")
+
+        def one(model_state, b, w):
+            # Merge at the jit level and differentiate with nnx.value_and_grad: variables
+            # the model mutates during the call (RNG counters, batch statistics) then stay
+            # in one trace. All of this is trace-time work; the compiled step is plain JAX.
+            model = nnx.merge(self.compute_graphdef, state.params, model_state)
+
+            def loss_of(m):
+                terms, metrics = self.objective(m, b, w, whole, key)
+                terms = _promoted(terms)
+                loss = total(terms)
+                return (loss if scale is None else loss * scale), (loss, terms, metrics)
+
+            (_, (loss, terms, metrics)), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
+            new_ms = pure(nnx.split(model, nnx.Param, ...)[2])
+            grads = pure(grads)
+            if scale is not None:
+                grads = jax.tree.map(lambda g: g / scale.astype(g.dtype), grads)
+            return loss, terms, metrics, grads, new_ms
+
+        m = self.micro_batches
+        if m == 1:
+            return one(state.model_state, batch, weights)
+
+        def split(a):  # rows j::m form micro-batch j, spread evenly over the data shards
+            return jnp.swapaxes(a.reshape(a.shape[0] // m, m, *a.shape[1:]), 0, 1)
+
+        mb, mw = jax.tree.map(split, batch), split(weights)
+        counts = jnp.sum(mw, axis=1)
+        frac = counts / jnp.sum(counts)
+        # an all-padding micro-batch is evaluated with unit weights (finite) and counts 0
+        mw = jnp.where(counts[:, None] > 0, mw, 1.0)
+
+        def body(carry, xs):
+            ms, acc = carry
+            b, w, f = xs
+            if self.plan is not None:
+                b, w = self.plan.constrain_batch((b, w))
+            loss, terms, metrics, grads, ms = one(ms, b, w)
+            acc = jax.tree.map(lambda a, g: a + f.astype(g.dtype) * g, acc, grads)
+            return (ms, acc), (loss, terms, metrics)
+
+        zero = jax.tree.map(jnp.zeros_like, state.params)
+        (new_ms, grads), (losses, terms, metrics) = jax.lax.scan(
+            body, (state.model_state, zero), (mb, mw, frac)
+        )
+        used = counts > 0
+
+        def mean(v):
+            return jnp.sum(jnp.where(used, v, 0.0) * frac.astype(v.dtype))
+
+        terms = {k: mean(v) for k, v in terms.items()}
+        combined = {}
+        for k, v in metrics.items():
+            if k.endswith("_count"):
+                combined[k] = jnp.sum(jnp.where(used, v, 0))
+            elif k.endswith("_max"):
+                combined[k] = jnp.max(jnp.where(used, v, -jnp.inf))
+            elif k.endswith("_min"):
+                combined[k] = jnp.min(jnp.where(used, v, jnp.inf))
+            else:
+                combined[k] = mean(v)
+        return mean(losses), terms, combined, grads, new_ms
 
     def _step(self, state: TrainState, batch, weights, whole):
         key, step_key, rule_key = jr.split(state.key, 3)
         lw = state.loss_weights["weights"]
-        # Merge at the jit level and differentiate with nnx.value_and_grad: variables the
-        # model mutates during the call (RNG counters, batch statistics) then stay in one
-        # trace. All of this is trace-time work; the compiled step is plain JAX.
-        model = nnx.merge(self.graphdef, state.params, state.model_state)
 
         def total(terms):
             return sum(lw.get(k, 1.0) * v for k, v in terms.items())
 
-        def loss_of(m):
-            terms, metrics = self.objective(m, batch, weights, whole, step_key)
-            return total(terms), (terms, metrics)
-
-        (loss, (terms, metrics)), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
-        grads = pure(grads)
+        if self.plan is not None:
+            batch, weights = self.plan.constrain_batch((batch, weights))
+        loss, terms, metrics, grads, new_ms = self._grads(
+            state, batch, weights, whole, step_key, total
+        )
         state_params = state.params
-        new_ms = pure(nnx.split(model, nnx.Param, ...)[2])
         extra = {}
         if self.uses_value_fn:
             terms_fn = self._terms_fn(state.model_state, batch, weights, whole, step_key)
@@ -298,6 +415,10 @@ class Engine:
         new_params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
         ok = _all_finite(loss, grad_norm, optax.tree.norm(updates))
+        # a float16 overflow of the scaled gradients (finite loss): skipped, and the scale
+        # backs off; anything else non-finite counts as a numerical failure
+        overflow = jnp.isfinite(loss) & ~jnp.isfinite(grad_norm) & bool(state.loss_scale)
+        failed = ~ok & ~overflow
         new_lw = state.loss_weights
         if self.weighting is not None:
             rule = self.weighting
@@ -310,7 +431,7 @@ class Engine:
                 elif rule.needs_ntk:
                     info = ntk_trace_estimates(
                         lambda p: self.residual_fn(
-                            nnx.merge(self.graphdef, p, state.model_state),
+                            nnx.merge(self.compute_graphdef, p, state.model_state),
                             batch,
                             weights,
                             whole,
@@ -332,15 +453,23 @@ class Engine:
             key=key,
             recovery={
                 **state.recovery,
-                "nonfinite_steps": state.recovery["nonfinite_steps"] + (~ok),
+                "nonfinite_steps": state.recovery["nonfinite_steps"] + failed,
             },
+            loss_scale=(
+                update_loss_scale(self.precision, state.loss_scale, overflow)
+                if state.loss_scale
+                else state.loss_scale
+            ),
         )
         out = {
             "loss": loss,
             "grad_norm": grad_norm,
-            "nonfinite": (~ok).astype(jnp.int32),
+            "nonfinite": failed.astype(jnp.int32),
+            "_skipped": (~ok).astype(jnp.int32),
             **metrics,
         }
+        if state.loss_scale:
+            out["loss_scale_overflow_count"] = overflow.astype(jnp.int32)
         if self.step_metrics is not None:
             info = dict(
                 loss=loss,
@@ -391,6 +520,7 @@ class Engine:
         if self.full_batch:
             weights = jnp.ones((self.n_points,), jnp.float32) if mask is None else mask
             state, out = self._step(state, batched, weights, whole)
+            out.pop("_skipped")
         else:
             n, bs, spe = self.n_points, self.batch_size, self.steps_per_epoch
             key, perm_key = jr.split(state.key)
@@ -412,6 +542,8 @@ class Engine:
             state, (ms, counts) = jax.lax.scan(body, state, (idx, w))
             out = _epoch_summary(ms, counts)
         out["learning_rate"] = current_learning_rate(state.opt_state)
+        if state.loss_scale:
+            out["loss_scale"] = state.loss_scale["scale"]
         if mask is not None:
             out["collocation_points"] = jnp.sum(mask).astype(jnp.int32)
             out["sampler_rounds"] = state.sampler["rounds"]
@@ -422,9 +554,13 @@ class Engine:
     # ----------------------------------------------------------------- chunk
     def _run_chunk(self, state: TrainState, batched, whole, n_epochs: int):
         self.trace_count += 1  # runs at trace time only
-        return jax.lax.scan(
-            lambda s, _: self._epoch(s, batched, whole), state, None, length=n_epochs
-        )
+        state, metrics = jax.lax.scan(
+            lambda s, _: self._epoch(s, batched, whole), self._placed(state), None,
+            length=n_epochs,
+        )  # fmt: skip
+        if self.plan is not None:
+            metrics = self.plan.constrain_replicated(metrics)
+        return self._placed(state), metrics
 
     def run_chunk(
         self, state: TrainState, batched: PyTree, whole: PyTree = None, *, n_epochs: int
@@ -444,14 +580,14 @@ class Engine:
     # ------------------------------------------------------------- evaluate
     def _training_loss(self, state: TrainState, batched, whole):
         lw = state.loss_weights["weights"]
-        model = nnx.merge(self.graphdef, state.params, state.model_state)
+        model = nnx.merge(self.compute_graphdef, state.params, state.model_state)
         mask = jnp.ones((self.n_points,), jnp.float32)
         if self.sampler is not None:
             batched, mask = (state.sampler["points"],), state.sampler["mask"]
 
         def total(batch, weights):
             terms, _ = self.objective(model, batch, weights, whole, state.key)
-            return sum(lw.get(k, 1.0) * v for k, v in terms.items())
+            return sum(lw.get(k, 1.0) * v for k, v in _promoted(terms).items())
 
         if self.full_batch:
             return total(batched, mask)

@@ -36,10 +36,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from opifex.core.training import precision as _precision
 from opifex.core.training.callbacks import JSONLLogger, LoggingCallback, PlateauTracker, ProgressBar
 from opifex.core.training.checkpoint import CheckpointStore
 from opifex.core.training.components import TrainingComponentBase, TrainingControl
 from opifex.core.training.config import TrainingConfig
+from opifex.core.training.distributed import MeshPlan
 from opifex.core.training.engine import Engine, TrainState, copy_tree, pure
 from opifex.core.training.history import History
 from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
@@ -384,10 +386,17 @@ class Trainer:
             meta_optimizer.initialize(model)  # its learned initialisation, if any
         self.meta_optimizer = meta_optimizer
         self.config = config
+        _precision.check_available(config.precision)
         self.task = self._make_task()
         self._key = jr.key(config.seed) if rngs is None else rngs()
+        if config.precision.compute_dtype == "float64":
+            _precision.to_float64(model)  # the model itself becomes a float64 model
         self.model = model
         self._graphdef, _, _ = nnx.split(model, nnx.Param, ...)
+        #: the model's graph computing in the low-precision dtype (``None``: as built)
+        self._compute_graphdef = _precision.compute_graphdef(model, config.precision)
+        #: the device mesh of a distributed run (``None``: one device)
+        self.mesh_plan = None if config.distributed is None else MeshPlan(config.distributed)
         try:
             eval_view = nnx.view(model, deterministic=True, use_running_average=True)
         except Exception:  # the model has no such switches
@@ -558,6 +567,10 @@ class Trainer:
             sampler=sampler,
             point_residual=getattr(self.task, "point_residual_abs", None),
             n_active=n_active,
+            micro_batches=cfg.micro_batches,
+            precision=cfg.precision,
+            compute_graphdef=self._compute_graphdef,
+            plan=self.mesh_plan,
         )
         return self._engines[stage]
 
@@ -601,11 +614,30 @@ class Trainer:
         cfg = self.config
         batched, whole = self.task.prepare_train(*prepare_args, **prepare_kwargs)
         val = None if val_data is None else self.task.prepare_eval("val_data", val_data)
+        if cfg.precision.compute_dtype == "float64":
+            batched, whole, val = _precision.cast_floating((batched, whole, val), jnp.float64)
+        if self.mesh_plan is not None:
+            # the run's arrays on the mesh: points split along "data", the rest replicated
+            # (with DistributedConfig.local_data, each process passed its own slice)
+            batched = self.mesh_plan.place_data("train_data", batched)
+            whole = self.mesh_plan.place_replicated(whole)
         n = jax.tree.leaves(batched)[0].shape[0]
         if cfg.batch_size is not None and cfg.batch_size > n:
             raise ValueError(
                 f"TrainingConfig.batch_size={cfg.batch_size} is larger than train_data "
                 f"({n} samples); use batch_size <= {n} or batch_size=None for full batch"
+            )
+        if cfg.batch_size is None and n % cfg.micro_batches:
+            raise ValueError(
+                f"TrainingConfig.micro_batches={cfg.micro_batches} must divide the "
+                f"{n} training points of a full-batch step; use a divisor of {n}"
+            )
+        if self.mesh_plan is not None:
+            if cfg.batch_size is not None:
+                self.mesh_plan.check_points("TrainingConfig.batch_size", cfg.batch_size)
+            self.mesh_plan.check_points(
+                "the micro-batch (batch / TrainingConfig.micro_batches)",
+                (cfg.batch_size or n) // cfg.micro_batches,
             )
         _, params, model_state = nnx.split(self.model, nnx.Param, ...)
         self.task.check(
@@ -651,6 +683,8 @@ class Trainer:
                 )
             self.history = History()
             self._host = self._fresh_host()
+        if self.mesh_plan is not None:
+            self._state = engine.place(self._state)
         return self._run(
             lambda stage: self._build_engine(n_engine, weights, stage, n_active),
             batched,
@@ -757,7 +791,14 @@ class Trainer:
 
         like_best = {"params": pure(params), "model_state": pure(model_state)}
         try:
-            state, meta, best_tree = store.restore(like, epoch, best=best, like_params=like_best)
+            plan = self.mesh_plan
+            state, meta, best_tree = store.restore(
+                like,
+                epoch,
+                best=best,
+                like_params=like_best,
+                shardings=None if plan is None else lambda st: plan.state_shardings(st, -1),
+            )
         except ValueError as e:
             if "structures do not match" not in str(e):
                 raise
