@@ -58,6 +58,7 @@ def launch(args) -> int:
 
 
 def worker(args) -> None:
+    """One process: simulated CPU devices if asked, the distributed runtime if launched."""
     if args.devices_per_process and os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
         os.environ["JAX_PLATFORMS"] = "cpu"
         os.environ["XLA_FLAGS"] = (
@@ -68,7 +69,19 @@ def worker(args) -> None:
         from opifex.core.training.distributed import initialize
 
         initialize()  # from the OPIFEX_* environment variables
+    small = os.environ.get("OPIFEX_SMALL") == "1"
+    r = train_heat(args.out, args.epochs or (40 if small else 2000))
+    if r is not None:
+        print(
+            f"{r['processes']} process(es), {r['devices']} devices (mesh data={r['mesh'][0]}):"
+            f" relative L2 error {r['relative_l2']:.3e} after {r['epochs']} epochs; resumed "
+            f"run differs by {r['resume_gap']:.1e}"
+        )
 
+
+def train_heat(out: str, epochs: int) -> dict | None:
+    """Train on every device of the run, resume from the half-way checkpoint, and return
+    (on process 0; ``None`` elsewhere) the result, also written to ``out/result.json``."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -88,8 +101,6 @@ def worker(args) -> None:
     def exact(x, t):
         return jnp.exp(-0.1 * jnp.pi**2 * t) * jnp.sin(jnp.pi * x)
 
-    small = os.environ.get("OPIFEX_SMALL") == "1"
-    epochs = args.epochs or (40 if small else 2000)
     rank, n_proc = jax.process_index(), jax.process_count()
     # the global point set is the same everywhere; each process keeps only its share
     k = jax.random.split(jax.random.key(0), 3)
@@ -121,7 +132,6 @@ def worker(args) -> None:
         trainer.train(train_data=(local, None), boundary_data=(bnd, bval))
         return trainer
 
-    out = args.out
     full = run(epochs, os.path.join(out, "run"))
     # a fresh trainer restarts from the half-way checkpoint and finishes the run
     resumed = run(epochs, os.path.join(out, "run"), resume=True)
@@ -151,11 +161,8 @@ def worker(args) -> None:
         }
         with open(os.path.join(out, "result.json"), "w") as fh:
             json.dump(result, fh)
-        print(
-            f"{n_proc} process(es), {jax.device_count()} devices (mesh data={mesh.data_size}):"
-            f" relative L2 error {err:.3e} after {epochs} epochs; resumed run differs by "
-            f"{gap:.1e}"
-        )
+        return result
+    return None
 
 
 def main() -> int:

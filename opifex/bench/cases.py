@@ -13,7 +13,19 @@ from __future__ import annotations
 import math
 import time
 
-from opifex.bench import meta, multilevel, operators, pinn, plots, recovery, sampling, speed
+import jax
+
+from opifex.bench import (
+    meta,
+    multilevel,
+    operators,
+    pinn,
+    plots,
+    recovery,
+    sampling,
+    scaling,
+    speed,
+)
 from opifex.bench.core import Budget, Case, register
 
 INF = math.inf
@@ -404,6 +416,42 @@ register(
         budgets={
             "cpu": Budget((0, 1, 2), {}, (2.0, INF)),
             "gpu": Budget((0, 1, 2), {}, (2.0, INF)),
+        },
+    )
+)
+
+
+def _mesh_scaling(seed, shared, points=16384, steps=500, repeats=7, batches=(4096, 16384)):
+    """Trainer on a data-parallel mesh against a hand-written sharded loop (fresh process:
+    simulated CPU devices, or the accelerators present)."""
+    if jax.default_backend() == "cpu":
+        devices = [1, 2, 4]
+    else:
+        devices = [d for d in (1, 2, 4, 8, 16) if d <= jax.device_count()]
+    t0 = time.perf_counter()
+    r = scaling.run_subprocess(devices, points, steps, repeats, list(batches))
+    top = r["rows"][-1]
+    return {
+        "value": top["paired_ratio_median"],
+        "seconds": time.perf_counter() - t0,
+        "devices": top["devices"],
+        "rows": [{k: v for k, v in row.items() if not k.endswith("times_s")} for row in r["rows"]],
+        "memory": r["memory"],
+    }
+
+
+register(
+    Case(
+        name="mesh-scaling",
+        title="Trainer on a data-parallel device mesh over a hand-written sharded jit + "
+        "lax.scan loop (most devices)",
+        metric="speed_ratio",
+        higher_is_better=True,
+        run=_mesh_scaling,
+        reference="issue 11: throughput against device count, memory per device",
+        budgets={
+            "cpu": Budget((0,), {}, (0.85, INF)),
+            "gpu": Budget((0,), {"points": 262144, "steps": 2000}, (0.9, INF)),
         },
     )
 )

@@ -54,25 +54,29 @@ def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float, place=None):
         u, s = tx.update(g, s, p)
         return (optax.apply_updates(p, u), s), loss
 
-    def epoch(carry, _):
-        p, s, key = carry
-        if spe == 1:
-            (p, s), loss = step((p, s), (x, y))
-            return (p, s, key), loss
-        key, sub = jr.split(key)
-        idx = jr.permutation(sub, n)[: spe * bs].reshape(spe, bs)
-        (p, s), losses = jax.lax.scan(
-            lambda c, i: step(c, (jnp.take(x, i, axis=0), jnp.take(y, i, axis=0))), (p, s), idx
-        )
-        return (p, s, key), jnp.mean(losses)
+    def run_epochs(p, s, key, x, y):
+        def epoch(carry, _):
+            p, s, key = carry
+            if spe == 1:
+                (p, s), loss = step((p, s), (x, y))
+                return (p, s, key), loss
+            key, sub = jr.split(key)
+            idx = jr.permutation(sub, n)[: spe * bs].reshape(spe, bs)
+            (p, s), losses = jax.lax.scan(
+                lambda c, i: step(c, (jnp.take(x, i, axis=0), jnp.take(y, i, axis=0))),
+                (p, s),
+                idx,
+            )
+            return (p, s, key), jnp.mean(losses)
 
-    @jax.jit
-    def run(p, s, key):
         return jax.lax.scan(epoch, (p, s, key), None, length=epochs)
 
+    # the data are arguments, not closed-over constants: a sharded x stays sharded
+    run = jax.jit(run_epochs)
     state = (params, tx.init(params), jr.key(1))
     if place is not None:
         state = (*place(state[:2]), state[2])
+    state = (*state, x, y)
     jax.block_until_ready(run(*state))  # compile
 
     def timed():

@@ -111,8 +111,11 @@ class MetaOptimizer:
         rule: ``"hypergradient"`` (Adam with the learning rate adapted online) or ``"adam"``.
         hypergradient_lr: step of the log learning-rate multiplier per unit cosine between
             consecutive gradient and step (``0`` makes the rule plain Adam).
-        b1, b2, eps: Adam's parameters.
-        min_scale, max_scale: bounds of the adapted multiplier of the learning rate.
+        b1: Adam's first-moment decay.
+        b2: Adam's second-moment decay.
+        eps: Adam's epsilon.
+        min_scale: lower bound of the adapted multiplier of the learning rate.
+        max_scale: upper bound of the adapted multiplier of the learning rate.
 
     Attributes:
         initial_params: the meta-learned initial parameters (a nested dict of arrays), or

@@ -169,8 +169,11 @@ def hypergradient_adam(
         learning_rate: the base rate (a float or a traced value; the adapted rate is this
             times ``s``).
         hypergradient_lr: ``beta``, the step of the log-multiplier per unit cosine.
-        b1, b2, eps: Adam's parameters.
-        min_scale, max_scale: bounds of the multiplier ``s``.
+        b1: Adam's first-moment decay.
+        b2: Adam's second-moment decay.
+        eps: Adam's epsilon.
+        min_scale: lower bound of the multiplier ``s``.
+        max_scale: upper bound of the multiplier ``s``.
 
     Returns:
         An optax ``GradientTransformation`` with :class:`HypergradientAdamState`.

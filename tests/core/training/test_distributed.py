@@ -122,6 +122,31 @@ def test_multilevel_cascade_on_a_mesh(quiet_config):
     assert_same(finals[0][0], finals[1][0])
 
 
+def test_multilevel_fno_on_a_data_and_model_mesh(quiet_config):
+    from opifex.problems import burgers_periodic
+    from opifex.training.multilevel.multilevel_fno import (
+        MultilevelFNOConfig,
+        MultilevelFNOTrainer,
+        create_fno_hierarchy,
+    )
+
+    x, y = burgers_periodic.dataset(24, 32, seed=0, solver_grid=64)
+    ml = MultilevelFNOConfig(num_levels=2, level_epochs=10)
+    out = []
+    for d in (None, DistributedConfig(data_axis_size=2, model_axis_size=2, min_shard_size=64)):
+        fnos = create_fno_hierarchy(2, 1, (8,), ml, width=16, n_layers=2, rngs=nnx.Rngs(0))
+        cfg = quiet_config(learning_rate=0.01, batch_size=8, optimizer=SGD, distributed=d)
+        trainer = MultilevelFNOTrainer(fnos, cfg, ml)
+        model, h = trainer.train((x, y))
+        out.append((model, h, trainer))
+    np.testing.assert_allclose(out[1][1]["train_loss"], out[0][1]["train_loss"], rtol=1e-5)
+    assert out[1][1]["train_loss"][-1] < 0.5 * out[1][1]["train_loss"][0]
+    assert_same(out[0][0], out[1][0], rtol=1e-4, atol=1e-6)
+    # the complex spectral weights (16 x 16 x modes) are split along the model axis
+    specs = [a.sharding.spec for a in jax.tree.leaves(out[1][2].trainers[-1]._state.params)]
+    assert P(None, None, "model") in specs or P(None, "model") in specs
+
+
 @pytest.mark.parametrize("kind", ["rad", "rard"])
 def test_adaptive_sampling_on_a_mesh(quiet_config, kind):
     from opifex.geometry import Interval
@@ -212,3 +237,33 @@ def test_initialize_reads_the_environment(monkeypatch):
         initialize(coordinator_address="h:1", num_processes=2)
     with pytest.raises(ValueError, match="process_id must be in"):
         initialize("h:1", 2, 5)
+
+
+def test_two_processes_over_loopback_match_one_process(tmp_path):
+    """The documented launch recipe: two processes with two CPU devices each, talking over
+    loopback (gloo), each loading half of the points, checkpointing half-way and resuming
+    from it, give the single-process four-device run."""
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples")
+    path = os.path.abspath(os.path.join(path, "distributed_training.py"))
+    spec = importlib.util.spec_from_file_location("distributed_training", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    one = example.train_heat(str(tmp_path / "one"), epochs=20)  # here: 1 process, 4 devices
+    assert one["resume_gap"] == 0.0
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    cmd = [sys.executable, path, "--processes", "2", "--devices-per-process", "2"]
+    cmd += ["--epochs", "20", "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / "two" / "result.json") as fh:
+        two = json.load(fh)
+    assert (two["processes"], two["devices"], two["mesh"]) == (2, 4, [4, 1])
+    assert two["resume_gap"] == 0.0  # the checkpoint written across hosts resumes exactly
+    np.testing.assert_allclose(two["params"], one["params"], rtol=1e-5, atol=1e-6)
+    assert two["relative_l2"] == pytest.approx(one["relative_l2"], rel=1e-4)
