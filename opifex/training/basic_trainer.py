@@ -141,8 +141,25 @@ class PhysicsTask:
                 )
             if self.conservation.laws:
                 whole.update(conservation_nodes(domain, self.conservation.config, self._initial))
+        if self.loss.config.normalization_weight > 0:
+            if domain is None:
+                raise ValueError(
+                    "PhysicsLossConfig.normalization_weight: the density is integrated over the "
+                    "domain; pass domain=... (a geometry) or problem=PhysicsProblem(...)"
+                )
+            geometry = getattr(domain, "geometry", domain)
+            if geometry is not domain:
+                raise ValueError(
+                    "PhysicsLossConfig.normalization_weight: normalisation of a time-dependent "
+                    "density is not supported; use a spatial domain"
+                )
+            xq, wq = geometry.quadrature(self.loss.config.quadrature_points)
+            whole["normalization"] = (
+                jnp.asarray(xq, jnp.float32),
+                jnp.asarray(wq, jnp.float32),
+            )
         if self.loss.pde_residual is None and not (
-            self.has_targets or whole.get("boundary") or condition_sets
+            self.has_targets or whole.get("boundary") or condition_sets or self.loss.quantum_terms
         ):
             raise ValueError(
                 "nothing to train: the physics loss has no pde_residual and there "
@@ -162,6 +179,7 @@ class PhysicsTask:
         names += [ConditionSet(c, None).name for c in self.conditions]
         if self.has_targets:
             names.append("data")
+        names += list(self.loss.quantum_terms)
         if len(set(names)) != len(names):
             raise ValueError(
                 f"two conditions produce the same term name: {names}; give each "
@@ -256,6 +274,10 @@ class PhysicsTask:
         terms = self.loss.terms_from_residuals(res, weights)
         if self.has_targets:
             terms["data"] = self.loss.data_loss(model(points), batch[1], weights)
+        if self.loss.quantum_terms:
+            terms.update(
+                self.loss.constraint_terms(model, points, weights, whole.get("normalization"))
+            )
         metrics = {}
         if "physics" in res:
             metrics["residual_rms"] = jnp.sqrt(terms["physics"])

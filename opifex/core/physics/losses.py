@@ -58,6 +58,17 @@ class PhysicsLossConfig(_ConfigBase):
         weight_update_frequency: steps between updates of gradient-based rules.
         weighting_momentum: smoothing of gradient-based rules.
         data_loss: ``mse``, ``mae`` or ``relative_l2`` for the data term.
+        positivity_weight: quantum constraint: weight of the density-positivity term, the
+            mean over the collocation points of ``min(rho, 0)^2`` (0: off).
+        normalization_weight: quantum constraint: weight of ``(int rho dx - n_electrons)^2``,
+            the integral by the domain's quadrature rule (0: off; needs ``n_electrons``
+            and a domain).
+        n_electrons: the electron number the density integrates to.
+        density: what the network's output means: ``output`` (``rho`` is output
+            component ``density_component``) or ``wavefunction`` (``rho = sum_k u_k^2``,
+            the squared amplitude).
+        density_component: the output component holding ``rho`` for ``density="output"``.
+        quadrature_points: nodes of the normalisation integral.
     """
 
     physics_weight: float = 1.0
@@ -69,9 +80,23 @@ class PhysicsLossConfig(_ConfigBase):
     weight_update_frequency: int = 100
     weighting_momentum: float = 0.9
     data_loss: str = "mse"
+    positivity_weight: float = 0.0
+    normalization_weight: float = 0.0
+    n_electrons: float | None = None
+    density: str = "output"
+    density_component: int = 0
+    quadrature_points: int = 256
 
     def __post_init__(self) -> None:
         c = "PhysicsLossConfig"
+        _check_float(c, "positivity_weight", self.positivity_weight, low=0.0)
+        _check_float(c, "normalization_weight", self.normalization_weight, low=0.0)
+        _check_float(c, "n_electrons", self.n_electrons, low=0.0, low_open=True, optional=True)
+        if self.normalization_weight > 0 and self.n_electrons is None:
+            _fail(c, "n_electrons", "is required when normalization_weight > 0 (e.g. 2.0)")
+        _check_choice(c, "density", self.density, ("output", "wavefunction"))
+        _check_int(c, "density_component", self.density_component, 0)
+        _check_int(c, "quadrature_points", self.quadrature_points, 1)
         for f in ("physics_weight", "boundary_weight", "initial_weight", "data_weight"):
             _check_float(c, f, getattr(self, f), low=0.0)
         _check_choice(c, "weighting", self.weighting, tuple(WEIGHTING_RULES))
@@ -306,9 +331,64 @@ class PhysicsInformedLoss:
                 return c.data_weight
             if name.startswith("initial"):
                 return c.initial_weight
+            if name == "positivity":
+                return c.positivity_weight
+            if name == "normalization":
+                return c.normalization_weight
             return c.boundary_weight
 
         return {n: float(w(n)) for n in names}
+
+    # ------------------------------------------------------- quantum terms
+    @property
+    def quantum_terms(self) -> tuple[str, ...]:
+        """The quantum-constraint terms that are on."""
+        c = self.config
+        return tuple(
+            n
+            for n, w in (
+                ("positivity", c.positivity_weight),
+                ("normalization", c.normalization_weight),
+            )
+            if w > 0
+        )
+
+    def density_of(self, model: Callable, points: jax.Array) -> jax.Array:
+        """``rho`` at ``points`` ``(n, d) -> (n,)`` as configured by ``density``."""
+        u = model(points).reshape(points.shape[0], -1)
+        if self.config.density == "wavefunction":
+            return jnp.sum(u * u, axis=1)
+        k = self.config.density_component
+        if k >= u.shape[1]:
+            raise ValueError(
+                f"PhysicsLossConfig.density_component={k}: the model has {u.shape[1]} output(s)"
+            )
+        return u[:, k]
+
+    def constraint_terms(
+        self,
+        model: Callable,
+        points: jax.Array,
+        weights: jax.Array,
+        nodes: tuple[jax.Array, jax.Array] | None = None,
+    ) -> dict[str, jax.Array]:
+        """Density positivity on the collocation points (``weights`` mask padding) and
+        normalisation ``(sum_i w_i rho(x_i) - n_electrons)^2`` on quadrature ``nodes``."""
+        out = {}
+        c = self.config
+        if c.positivity_weight > 0:
+            neg = jnp.minimum(self.density_of(model, points), 0.0)
+            out["positivity"] = jnp.sum(weights * neg * neg) / jnp.maximum(jnp.sum(weights), 1e-12)
+        if c.normalization_weight > 0:
+            if nodes is None:
+                raise ValueError(
+                    "PhysicsLossConfig.normalization_weight: the normalisation integral needs "
+                    "quadrature nodes of the domain (train with domain=... or problem=...)"
+                )
+            x, w = nodes
+            total = jnp.sum(w * self.density_of(model, x))
+            out["normalization"] = (total - c.n_electrons) ** 2
+        return out
 
     def __call__(
         self,

@@ -322,11 +322,6 @@ class DistributedConfig(_ConfigBase):
         _check_int(c, "min_shard_size", self.min_shard_size, 1)
 
 
-_PHYSICS_SLOTS: dict[str, tuple[type, str]] = {
-    "quantum_config": (_pc.QuantumTrainingConfig, "quantum-aware energy/force training"),
-    "dft_config": (_pc.DFTConfig, "the differentiable Kohn-Sham (DFT) loop"),
-    "scf_config": (_pc.SCFConfig, "self-consistent-field convergence control"),
-}
 #: physics-config slots that the trainers honour
 _SUPPORTED_SLOTS: dict[str, type] = {
     "conservation_config": _pc.ConservationConfig,
@@ -334,6 +329,9 @@ _SUPPORTED_SLOTS: dict[str, type] = {
     "boundary_config": _pc.BoundaryConfig,
     "metrics_tracking_config": _pc.MetricsTrackingConfig,
     "logging_config": _pc.LoggingConfig,
+    "quantum_config": _pc.QuantumTrainingConfig,
+    "dft_config": _pc.DFTConfig,
+    "scf_config": _pc.SCFConfig,
 }
 
 
@@ -378,8 +376,13 @@ class TrainingConfig(_ConfigBase):
             ``{scale: (x, y)}`` with weighted per-scale terms (and coupling terms).
         boundary_config: a :class:`BoundaryConfig`: soft (weighted) or hard (built into the
             model) boundary conditions, for physics-informed training.
-        quantum_config, dft_config, scf_config: not yet supported (setting one raises
-            ``NotImplementedError``).
+        quantum_config: a :class:`QuantumTrainingConfig`: the data become structures
+            ``(positions, energies[, forces])`` and the model a potential-energy model
+            (``opifex.neural.quantum.QuantumMLP``) fitted to energies and forces.
+        dft_config: a :class:`DFTConfig`: the model becomes an exchange-correlation
+            functional trained through the self-consistent Kohn-Sham equations on systems
+            ``(v_ext, nuclear_energy, energy, density)``.
+        scf_config: a :class:`SCFConfig` for the Kohn-Sham loop (needs ``dft_config``).
         micro_batches: split every optimizer step's batch into this many micro-batches
             whose gradients are accumulated inside the compiled step (a ``lax.scan``), so
             the peak memory is that of one micro-batch; the update is the one of the whole
@@ -428,7 +431,6 @@ class TrainingConfig(_ConfigBase):
         "checkpoint": CheckpointConfig,
         "precision": PrecisionConfig,
         "distributed": DistributedConfig,
-        **{name: cls for name, (cls, _) in _PHYSICS_SLOTS.items()},
         **_SUPPORTED_SLOTS,
     }
     _nested_seq: ClassVar[dict[str, type]] = {"stages": OptimizerStage}
@@ -489,16 +491,10 @@ class TrainingConfig(_ConfigBase):
             isinstance(st, OptimizerStage) for st in self.stages
         ):
             _fail(c, "stages", f"must be a tuple of OptimizerStage, got {self.stages!r}")
-        for name, (cls, feature) in _PHYSICS_SLOTS.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, cls):
-                _fail(c, name, f"must be a {cls.__name__} or None, got {type(value).__name__}")
-            raise NotImplementedError(
-                f"TrainingConfig.{name}: {feature} is not implemented in this version of "
-                f"Opifex, so a {cls.__name__} would be ignored; leave {name}=None for now."
-            )
+        if self.scf_config is not None and self.dft_config is None:
+            _fail(c, "scf_config", "controls the Kohn-Sham loop of dft_config; set dft_config too")
+        if self.quantum_config is not None and self.dft_config is not None:
+            _fail(c, "quantum_config", "and dft_config train different models; set one")
         for name, cls in _SUPPORTED_SLOTS.items():
             value = getattr(self, name)
             if value is not None and not isinstance(value, cls):

@@ -241,51 +241,150 @@ class BoundaryConfig(_ConfigBase):
         _check_float("BoundaryConfig", "weight", self.weight, low=0.0)
 
 
+#: one Hartree in each supported energy unit (CODATA 2018)
+HARTREE_IN = {"hartree": 1.0, "ev": 27.211386245988, "kcal/mol": 627.5094740631}
+#: one kcal/mol in Hartree: the conventional "chemical accuracy"
+KCAL_PER_MOL_IN_HARTREE = 1.0 / HARTREE_IN["kcal/mol"]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class QuantumTrainingConfig(_ConfigBase):
-    """Energy/force training of molecular models."""
+    """Energy and force training of a potential-energy model (``QuantumMLP``).
+
+    With this config the trainer's data are structures: ``train_data = (positions,
+    energies)`` or ``(positions, energies, forces)``, positions of shape ``(n, n_atoms,
+    3)``, energies ``(n,)``, forces ``(n, n_atoms, 3)`` (``-dE/dR``), all in one unit
+    system. The loss is ``energy_weight * mse(E) + force_weight * mse(F)``, the forces of
+    the model coming from automatic differentiation of its energy.
+
+    Attributes:
+        energy_weight: weight of the energy term.
+        force_weight: weight of the force term (per Cartesian component, averaged over
+            atoms); ``> 0`` needs forces in the data.
+        units: the data's energy unit, ``hartree``, ``ev`` or ``kcal/mol`` (lengths in the
+            matching unit: forces are energy per length).
+        chemical_accuracy: the accuracy target in ``units`` (``None``: 1 kcal/mol expressed
+            in ``units``, i.e. 1.594 mHa or 43.4 meV). Validation reports the fraction of
+            structures whose energy error is within it (``within_chemical_accuracy``) and
+            the energy errors in kcal/mol.
+    """
 
     energy_weight: float = 1.0
     force_weight: float = 0.0
     units: str = "hartree"
-    chemical_accuracy: float = 1.6e-3
+    chemical_accuracy: float | None = None
 
     def __post_init__(self) -> None:
         c = "QuantumTrainingConfig"
         _check_float(c, "energy_weight", self.energy_weight, low=0.0)
         _check_float(c, "force_weight", self.force_weight, low=0.0)
-        _check_choice(c, "units", self.units, ("hartree", "ev", "kcal/mol"))
-        _check_float(c, "chemical_accuracy", self.chemical_accuracy, low=0.0, low_open=True)
+        if self.energy_weight == 0 and self.force_weight == 0:
+            _fail(c, "energy_weight", "and force_weight are both 0; nothing would be fitted")
+        _check_choice(c, "units", self.units, tuple(HARTREE_IN))
+        _check_float(
+            c, "chemical_accuracy", self.chemical_accuracy, low=0.0, low_open=True, optional=True
+        )
+
+    @property
+    def accuracy_threshold(self) -> float:
+        """The chemical-accuracy target in the data's unit."""
+        if self.chemical_accuracy is not None:
+            return float(self.chemical_accuracy)
+        return KCAL_PER_MOL_IN_HARTREE * HARTREE_IN[self.units]
+
+    @property
+    def to_kcal_mol(self) -> float:
+        """Factor from the data's energy unit to kcal/mol."""
+        return HARTREE_IN["kcal/mol"] / HARTREE_IN[self.units]
+
+
+DFT_FUNCTIONALS = ("lda", "neural", "lda+neural")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DFTConfig(_ConfigBase):
-    """A 1-D Kohn-Sham density-functional setting."""
+    """A 1-D Kohn-Sham density-functional set-up (:mod:`opifex.core.physics.kohn_sham`).
+
+    With this config the trainer's model is an exchange-correlation functional (e.g.
+    ``opifex.neural.xc.NeuralXC``: density on the grid -> energy), and its data are
+    systems with exact references, ``train_data = (v_ext, nuclear_energy, energy,
+    density)`` of shapes ``(B, grid_points)``, ``(B,)``, ``(B,)``, ``(B, grid_points)``
+    (:func:`opifex.problems.two_electron.dataset` builds them). Every step solves the
+    Kohn-Sham equations self-consistently (``SCFConfig``) with the model's functional and
+    differentiates the loss on total energies and densities through the SCF iterations.
+
+    Attributes:
+        grid_points, box_length: the uniform grid on ``[-box_length/2, box_length/2]``.
+        n_electrons: electrons per system (even: closed shell).
+        interaction: ``exponential`` (Li et al. 2021) or ``soft_coulomb``.
+        functional: ``lda`` (the fixed local exchange approximation; nothing to train),
+            ``neural`` (the model is the whole XC functional) or ``lda+neural`` (local
+            exchange plus the model as a learned correction).
+        density_threshold: densities below this are treated as zero by the local
+            exchange (numerical safety in the tails).
+        xc_weight: factor of the exchange-correlation energy and potential in the
+            Kohn-Sham functional (1: Kohn-Sham DFT; 0: the Hartree approximation).
+        energy_weight, density_weight: loss weights of the total-energy term
+            (``mean (E - E_exact)^2``) and the density term (``mean h sum (n - n_exact)^2``).
+    """
 
     grid_points: int = 256
     box_length: float = 20.0
     n_electrons: int = 2
-    interaction: str = "soft_coulomb"
+    interaction: str = "exponential"
+    functional: str = "lda+neural"
+    density_threshold: float = 1e-8
+    xc_weight: float = 1.0
+    energy_weight: float = 1.0
+    density_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_int("DFTConfig", "grid_points", self.grid_points, 8)
-        _check_float("DFTConfig", "box_length", self.box_length, low=0.0, low_open=True)
-        _check_int("DFTConfig", "n_electrons", self.n_electrons, 1)
-        _check_choice("DFTConfig", "interaction", self.interaction, ("soft_coulomb", "exponential"))
+        c = "DFTConfig"
+        _check_int(c, "grid_points", self.grid_points, 8)
+        _check_float(c, "box_length", self.box_length, low=0.0, low_open=True)
+        _check_int(c, "n_electrons", self.n_electrons, 2)
+        if self.n_electrons % 2:
+            _fail(c, "n_electrons", f"must be even (closed shell), got {self.n_electrons}")
+        _check_choice(c, "interaction", self.interaction, ("exponential", "soft_coulomb"))
+        _check_choice(c, "functional", self.functional, DFT_FUNCTIONALS)
+        _check_float(c, "density_threshold", self.density_threshold, low=0.0)
+        _check_float(c, "xc_weight", self.xc_weight, low=0.0)
+        _check_float(c, "energy_weight", self.energy_weight, low=0.0)
+        _check_float(c, "density_weight", self.density_weight, low=0.0)
+        if self.energy_weight == 0 and self.density_weight == 0:
+            _fail(c, "energy_weight", "and density_weight are both 0; nothing would be fitted")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SCFConfig(_ConfigBase):
-    """Self-consistent-field iteration control."""
+    """Self-consistent-field iteration control of the Kohn-Sham loop.
+
+    Attributes:
+        max_iterations: SCF iterations unrolled in every solve (and differentiated
+            through); a solve that has not converged by then is counted in
+            ``scf_unconverged_count``.
+        tolerance: convergence when the density residual ``sqrt(h sum (n_out - n_in)^2)``
+            falls below it. In float32 the residual's noise floor is about ``1e-5``.
+        mixing: the step along the residual (linear mixing, and Anderson's final step).
+        method: ``linear`` or ``anderson`` (Anderson/DIIS-type extrapolation over the
+            last ``history`` iterations; converges in fewer steps and where linear mixing
+            oscillates, e.g. stretched bonds).
+        history: Anderson's memory.
+    """
 
     max_iterations: int = 30
-    tolerance: float = 1e-6
+    tolerance: float = 1e-4
     mixing: float = 0.3
+    method: str = "linear"
+    history: int = 5
 
     def __post_init__(self) -> None:
-        _check_int("SCFConfig", "max_iterations", self.max_iterations, 1)
-        _check_float("SCFConfig", "tolerance", self.tolerance, low=0.0, low_open=True)
-        _check_float("SCFConfig", "mixing", self.mixing, low=0.0, high=1.0, low_open=True)
+        c = "SCFConfig"
+        _check_int(c, "max_iterations", self.max_iterations, 1)
+        _check_float(c, "tolerance", self.tolerance, low=0.0, low_open=True)
+        _check_float(c, "mixing", self.mixing, low=0.0, high=1.0, low_open=True)
+        _check_choice(c, "method", self.method, ("linear", "anderson"))
+        _check_int(c, "history", self.history, 1)
 
 
 #: metrics a :class:`MetricsTrackingConfig` can select (see ``AdvancedMetricsCollector``)

@@ -41,6 +41,7 @@ from opifex.core.training.callbacks import JSONLLogger, LoggingCallback, Plateau
 from opifex.core.training.checkpoint import CheckpointStore
 from opifex.core.training.components import TrainingComponentBase, TrainingControl
 from opifex.core.training.config import TrainingConfig
+from opifex.core.training.dft_task import KohnShamTask
 from opifex.core.training.distributed import MeshPlan
 from opifex.core.training.engine import Engine, TrainState, copy_tree, pure
 from opifex.core.training.history import History
@@ -53,6 +54,7 @@ from opifex.core.training.optimizers import (
     set_schedule_step,
 )
 from opifex.core.training.physics_terms import ConservationTerms, MultiScale
+from opifex.core.training.quantum_task import QuantumTask
 from opifex.core.training.state import TrainingState
 
 logger = logging.getLogger("opifex")
@@ -421,7 +423,11 @@ class Trainer:
         self._set_components(self._config_components() + list(callbacks or []))
 
     # ------------------------------------------------------------ building
-    def _make_task(self) -> SupervisedTask:
+    def _make_task(self) -> Any:
+        if self.config.quantum_config is not None:
+            return QuantumTask(self.config)
+        if self.config.dft_config is not None:
+            return KohnShamTask(self.config)
         return SupervisedTask(self.config)
 
     def _config_components(self) -> list[TrainingComponentBase]:

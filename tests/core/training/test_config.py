@@ -13,7 +13,6 @@ from opifex.core.training.physics_configs import (
     ConservationConfig,
     DFTConfig,
     MultiScaleConfig,
-    QuantumTrainingConfig,
     SCFConfig,
 )
 
@@ -97,7 +96,6 @@ def test_frozen_and_keyword_only():
 @pytest.mark.parametrize(
     "slot, value",
     [
-        ("quantum_config", QuantumTrainingConfig()),
         ("dft_config", DFTConfig()),
         ("scf_config", SCFConfig()),
     ],
