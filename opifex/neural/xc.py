@@ -25,7 +25,8 @@ class NeuralXC(nnx.Module):
     """Exchange-correlation energy ``(grid_points,) -> ()`` of a density on a grid.
 
     Args:
-        grid_points, box_length: the grid (as in ``DFTConfig``).
+        grid_points: points of the grid (as in ``DFTConfig``).
+        box_length: length of the grid's box (as in ``DFTConfig``).
         widths: Gaussian averaging widths (bohr) of the non-local features.
         hidden: hidden widths of the per-point network.
         rngs: ``nnx.Rngs``.

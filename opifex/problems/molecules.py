@@ -55,7 +55,9 @@ def _rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     return q
 
 
-def sample(n: int, *, seed: int = 0, displacement: float = 0.25, n_atoms: int = 3):
+def sample(
+    n: int, *, seed: int = 0, displacement: float = 0.25, n_atoms: int = 3
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``n`` random structures with their energies and forces.
 
     Args:
@@ -66,7 +68,7 @@ def sample(n: int, *, seed: int = 0, displacement: float = 0.25, n_atoms: int = 
         n_atoms: atoms per structure (reference: a regular polygon of side ``r0``).
 
     Returns:
-        ``(positions (n, n_atoms, 3), energies (n,), forces (n, n_atoms, 3))`` as float32.
+        ``(positions (n, n_atoms, 3), energies (n,), forces (n, n_atoms, 3))`` in float32.
     """
     rng = np.random.default_rng(seed)
     ang = 2 * np.pi * np.arange(n_atoms) / n_atoms

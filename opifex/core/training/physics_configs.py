@@ -1,9 +1,10 @@
 """Physics configuration objects for :class:`~opifex.core.training.config.TrainingConfig`.
 
 These are validated value objects; the trainers compile each one into loss terms and
-metrics when they are built (:mod:`opifex.core.training.physics_terms`). A config whose
-feature is not built yet raises ``NotImplementedError`` when set on a ``TrainingConfig``:
-a config that is accepted and ignored would silently train something else.
+metrics when they are built (:mod:`opifex.core.training.physics_terms`; the quantum
+configs select their own tasks, :mod:`opifex.core.training.quantum_task` and
+:mod:`opifex.core.training.dft_task`). None is stored and ignored: a config that is
+accepted and ignored would silently train something else.
 """
 
 from __future__ import annotations
