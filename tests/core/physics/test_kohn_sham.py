@@ -94,6 +94,11 @@ def test_scf_reaches_a_fixed_point_and_mixing_methods_agree(lda_setup):
         assert GRID.h * float(jnp.sum(out["density"])) == pytest.approx(2.0, abs=1e-4)
     assert float(anderson["energy"]) == pytest.approx(float(lin["energy"]), abs=1e-5)
     assert int(anderson["iterations"]) < int(lin["iterations"])
+    # xc_weight=0 is the Hartree approximation: no XC energy, and a higher total energy
+    hartree = ks.scf(sysm, lda, v, enn, max_iterations=60, mixing=0.5, method="anderson",
+                     xc_weight=0.0)  # fmt: skip
+    assert float(hartree["parts"]["xc"]) == 0.0
+    assert float(hartree["energy"]) > float(lin["energy"]) + 0.1
     # fewer iterations than allowed: too few iterations are reported as unconverged
     short = ks.scf(sysm, lda, v, enn, max_iterations=2, mixing=0.3)
     assert not bool(short["converged"]) and int(short["iterations"]) == 2

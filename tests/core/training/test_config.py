@@ -11,9 +11,7 @@ from opifex.core.training.config import (
 )
 from opifex.core.training.physics_configs import (
     ConservationConfig,
-    DFTConfig,
     MultiScaleConfig,
-    SCFConfig,
 )
 
 
@@ -91,18 +89,6 @@ def test_frozen_and_keyword_only():
         cfg.num_epochs = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
         TrainingConfig(10)  # type: ignore[misc]
-
-
-@pytest.mark.parametrize(
-    "slot, value",
-    [
-        ("dft_config", DFTConfig()),
-        ("scf_config", SCFConfig()),
-    ],
-)
-def test_unbuilt_physics_slots_refuse_instead_of_ignoring(slot, value):
-    with pytest.raises(NotImplementedError, match=slot):
-        TrainingConfig(**{slot: value})
 
 
 def test_physics_slot_type_checked():
