@@ -182,3 +182,14 @@ def test_cached_arrays_builds_once(tmp_path, monkeypatch):
     monkeypatch.setenv("OPIFEX_CACHE", "off")
     cached_arrays("toy", {"n": 2}, build)
     assert len(calls) == 3
+
+
+def test_pinn_recipe_runs_allen_cahn_with_the_modified_periodic_network():
+    from opifex.bench import pinn
+
+    r = pinn.train("allen_cahn", 0, adam=3, lbfgs=0, n_collocation=64, model="modified", hard=True)
+    assert r["model"] == "modified" and r["boundary"] == "hard"
+    assert np.isfinite(r["value"]) and 0.0 < r["value"] < 2.0
+    assert r["arrays"]["points"].shape == (256 * 101, 2)
+    with pytest.raises(ValueError, match="model"):
+        pinn.train("heat", 0, adam=1, lbfgs=0, n_collocation=16, model="resnet")
