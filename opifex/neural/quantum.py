@@ -170,7 +170,7 @@ class QuantumMLP(nnx.Module):
 
     def forces(self, positions: Float[Array, "*batch atoms 3"]) -> Float[Array, "*batch atoms 3"]:
         """``-dE/dR`` by automatic differentiation."""
-        return -jax.grad(lambda p: jnp.sum(self(p)))(positions)
+        return self.energy_and_forces(positions)[1]
 
     def energy_and_forces(self, positions: Float[Array, "*batch atoms 3"]):
         """``(E, F)`` in one forward and one backward pass."""

@@ -63,7 +63,7 @@ class KohnShamTask:
                     f"{name}[{i}] ({label}): expected shape (systems, {', '.join(map(str, shape))})"
                     f" for DFTConfig(grid_points={n}), got {tuple(x.shape)}"
                 )
-            out.append(x.astype(jnp.float32) if x.dtype == jnp.float64 else x)
+            out.append(x)
         if len({x.shape[0] for x in out}) != 1:
             raise ValueError(f"{name}: the four arrays must hold the same number of systems")
         return tuple(out)

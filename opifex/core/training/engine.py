@@ -133,20 +133,29 @@ def _epoch_summary(ms: dict[str, jax.Array], counts: jax.Array) -> dict[str, jax
     """
     applied = ms.pop("_skipped") == 0
     w = jnp.where(applied, counts, 0.0)
-    total = jnp.sum(w)
-    n_ok = jnp.sum(applied)
+    grad_norm = ms.pop("grad_norm")
+    out = reduce_metrics(ms, applied, w / jnp.sum(w), count_all=True)
+    out["grad_norm"] = jnp.sum(jnp.where(applied, grad_norm, 0.0)) / jnp.sum(applied)
+    return out
+
+
+def reduce_metrics(
+    ms: dict[str, jax.Array], keep: jax.Array, weights: jax.Array, *, count_all: bool = False
+) -> dict[str, jax.Array]:
+    """Stacked per-row metrics (steps of an epoch, micro-batches of a step) to one value each,
+    by name: ``*_count`` and ``nonfinite`` summed (over every row with ``count_all``, else
+    over the kept rows), ``*_max`` / ``*_min`` the extreme over the kept rows, the rest the
+    ``weights``-weighted sum over the kept rows (``weights`` sum to 1 over them)."""
     out = {}
     for k, v in ms.items():
         if k == "nonfinite" or k.endswith("_count"):
-            out[k] = jnp.sum(v)
+            out[k] = jnp.sum(v if count_all else jnp.where(keep, v, 0))
         elif k.endswith("_max"):
-            out[k] = jnp.max(jnp.where(applied, v, -jnp.inf))
+            out[k] = jnp.max(jnp.where(keep, v, -jnp.inf))
         elif k.endswith("_min"):
-            out[k] = jnp.min(jnp.where(applied, v, jnp.inf))
-        elif k == "grad_norm":
-            out[k] = jnp.sum(jnp.where(applied, v, 0.0)) / n_ok
+            out[k] = jnp.min(jnp.where(keep, v, jnp.inf))
         else:
-            out[k] = jnp.sum(jnp.where(applied, v, 0.0) * w) / total
+            out[k] = jnp.sum(jnp.where(keep, v, 0.0) * weights.astype(v.dtype))
     return out
 
 
@@ -382,17 +391,7 @@ class Engine:
             return jnp.sum(jnp.where(used, v, 0.0) * frac.astype(v.dtype))
 
         terms = {k: mean(v) for k, v in terms.items()}
-        combined = {}
-        for k, v in metrics.items():
-            if k.endswith("_count"):
-                combined[k] = jnp.sum(jnp.where(used, v, 0))
-            elif k.endswith("_max"):
-                combined[k] = jnp.max(jnp.where(used, v, -jnp.inf))
-            elif k.endswith("_min"):
-                combined[k] = jnp.min(jnp.where(used, v, jnp.inf))
-            else:
-                combined[k] = mean(v)
-        return mean(losses), terms, combined, grads, new_ms
+        return mean(losses), terms, reduce_metrics(metrics, used, frac), grads, new_ms
 
     def _step(self, state: TrainState, batch, weights, whole):
         key, step_key, rule_key = jr.split(state.key, 3)

@@ -97,9 +97,7 @@ def to_float64(model: nnx.Module) -> None:
         for attr in ("dtype", "param_dtype"):
             if attr in vars(m):
                 setattr(m, attr, jnp.float64)
-    graphdef, state = nnx.split(model)
-    nnx.update(model, cast_floating(state, jnp.float64))
-    del graphdef
+    nnx.update(model, cast_floating(nnx.state(model), jnp.float64))
 
 
 # ------------------------------------------------------------- loss scaling
