@@ -243,7 +243,10 @@ class RADSampler(_ResidualSampler):
         key, kc, kd = jr.split(jr.wrap_key_data(state["key"]), 3)
         m = max(self._n_candidates(n_active), n_active)
         cand = self.candidates(state, kc, m)
-        p = compute_sampling_distribution(residual_abs(cand), self.config.k, self.config.c)
+        if self.config.k == 0:  # |r|^0 = 1: uniform, no residual to evaluate
+            p = jnp.full((m,), 1.0 / m, cand.dtype)
+        else:
+            p = compute_sampling_distribution(residual_abs(cand), self.config.k, self.config.c)
         idx = jr.choice(kd, m, (n_active,), replace=False, p=p)
         return {
             **state,

@@ -57,6 +57,13 @@ class PhysicsTask:
                 "(x, y) data; with a physics loss the collocation points are one set. Train "
                 "multi-scale data without set_physics_loss, or leave multiscale_config=None"
             )
+        if loss.causal and config.micro_batches > 1:
+            raise ValueError(
+                f"PhysicsLossConfig.causal_chunks={loss.config.causal_chunks} with "
+                f"TrainingConfig.micro_batches={config.micro_batches}: the causal weights "
+                "couple all points of a batch, so a micro-batch's term is not a share of the "
+                "batch's; use micro_batches=1 (or a smaller batch_size) with causal training"
+            )
         cc = config.conservation_config
         self.conservation = None if cc is None else ConservationTerms(cc)
         #: hard Dirichlet/initial conditions applied to the network (``BoundaryConfig``)
@@ -132,6 +139,8 @@ class PhysicsTask:
             for cs in condition_sets
         ]
         self.space_dims = space_dims
+        if self.loss.causal and self.loss.pde_residual is not None:
+            whole["causal_range"] = self._causal_range(points, domain)
         if self.conservation is not None:
             if self.conservation.laws and domain is None:
                 raise ValueError(
@@ -166,6 +175,23 @@ class PhysicsTask:
                 "is no boundary_data, condition or target"
             )
         return batched, whole
+
+    def _causal_range(self, points: jax.Array, domain: Any) -> jax.Array:
+        """``[t0, t1]`` of the causal time slices (checked on the host)."""
+        cfg = self.loss.config
+        if cfg.causal_time_range is None and domain is not None and not hasattr(domain, "t0"):
+            raise ValueError(
+                f"PhysicsLossConfig.causal_chunks={cfg.causal_chunks}: causal weights slice "
+                f"time, but the domain ({type(domain).__name__}) has no time axis; use a "
+                "TimeDomain, or set causal_time_range=(t0, t1) to slice the last coordinate"
+            )
+        t0, t1 = (float(v) for v in self.loss.time_range(points, domain))
+        if not t1 > t0:
+            raise ValueError(
+                f"PhysicsLossConfig.causal_chunks: the collocation points' last coordinate "
+                f"(time) spans no range (t = {t0}); set causal_time_range=(t0, t1)"
+            )
+        return jnp.asarray([t0, t1], points.dtype)
 
     def prepare_eval(self, name: str, data: Any) -> Any:
         return self._supervised.prepare(name, data)
@@ -281,6 +307,12 @@ class PhysicsTask:
         metrics = {}
         if "physics" in res:
             metrics["residual_rms"] = jnp.sqrt(terms["physics"])
+            if "causal_range" in whole:
+                rng = whole["causal_range"]
+                terms["physics"], cw = self.loss.causal_physics(
+                    res["physics"], points[:, -1], weights, (rng[0], rng[1])
+                )
+                metrics["causal_weight_min"] = cw[-1]
             r = jnp.max(jnp.abs(res["physics"]), axis=1)
             metrics["residual_max"] = jnp.max(jnp.where(weights > 0, r, 0.0))
         if self.conservation is not None:

@@ -227,3 +227,19 @@ def test_first_round_waits_for_start(quiet_config):
     with pytest.raises(ValueError, match="start"):
         RADConfig(start=0)
     assert RARDRefiner(dom, RARDConfig(period=7)).start == 7
+
+
+def test_uniform_resampling_skips_the_residual():
+    """k = 0: every candidate is equally likely, so no residual is evaluated."""
+    dom = Interval(-1.0, 1.0)
+    pts = jnp.asarray(dom.sample_interior(4000, "uniform", 0))
+    s = RADSampler(dom, RADConfig(k=0.0, c=1.0, n_candidates=4000))
+
+    def never(x):
+        raise AssertionError("the residual was evaluated")
+
+    new = s.resample(s.init(pts, jr.key(0), 4000), never, 4000)
+    x = np.asarray(new["points"][:, 0])
+    assert not np.array_equal(x, np.asarray(pts[:, 0]))
+    counts = np.histogram(x, bins=4, range=(-1, 1))[0]
+    assert np.all(np.abs(counts - 1000) < 120)  # uniform: 1000 +- 4 sigma per quarter

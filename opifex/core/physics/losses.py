@@ -69,6 +69,16 @@ class PhysicsLossConfig(_ConfigBase):
             the squared amplitude).
         density_component: the output component holding ``rho`` for ``density="output"``.
         quadrature_points: nodes of the normalisation integral.
+        causal_chunks: causal training (Wang, Sankaran & Perdikaris, "Respecting causality
+            for training physics-informed neural networks", CMAME 421, 2024): split the
+            time range into this many equal slices and weight the PDE residual of slice
+            ``i`` by ``exp(-causal_epsilon * sum_{k<i} L_k)`` (``L_k``: mean squared
+            residual of slice ``k``; weights not differentiated). Later times then count
+            only once earlier ones are resolved. 0: off. Time is the last input coordinate.
+        causal_epsilon: the causality tolerance ``epsilon`` (larger: stricter ordering).
+        causal_time_range: ``(t0, t1)`` of the slices; default: the ``TimeDomain``'s
+            range when training on a problem or domain, else the range of the collocation
+            points' last coordinate.
     """
 
     physics_weight: float = 1.0
@@ -86,6 +96,9 @@ class PhysicsLossConfig(_ConfigBase):
     density: str = "output"
     density_component: int = 0
     quadrature_points: int = 256
+    causal_chunks: int = 0
+    causal_epsilon: float = 1.0
+    causal_time_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         c = "PhysicsLossConfig"
@@ -103,6 +116,16 @@ class PhysicsLossConfig(_ConfigBase):
         _check_int(c, "weight_update_frequency", self.weight_update_frequency, 1)
         _check_float(c, "weighting_momentum", self.weighting_momentum, low=0.0, high=1.0)
         _check_choice(c, "data_loss", self.data_loss, ("mse", "mae", "relative_l2"))
+        _check_int(c, "causal_chunks", self.causal_chunks, 0)
+        _check_float(c, "causal_epsilon", self.causal_epsilon, low=0.0, low_open=True)
+        tr = self.causal_time_range
+        if tr is not None:
+            if not isinstance(tr, tuple | list) or len(tr) != 2:
+                _fail(c, "causal_time_range", f"must be a pair (t0, t1), got {tr!r}")
+            _check_float(c, "causal_time_range[0]", tr[0])
+            _check_float(c, "causal_time_range[1]", tr[1])
+            if not tr[1] > tr[0]:
+                _fail(c, "causal_time_range", f"needs t1 > t0, got {tuple(tr)}")
         if not self.adaptive_weighting and self.weighting != "grad_norm":
             _fail(c, "weighting", f"{self.weighting!r} is set but adaptive_weighting=False")
 
@@ -267,10 +290,57 @@ class PhysicsInformedLoss:
             model, points, boundary=boundary, conditions=conditions, space_dims=space_dims
         )
         out = self.terms_from_residuals(res, weights)
+        if self.causal and "physics" in res:
+            rng = self.time_range(points)
+            out["physics"] = self.causal_physics(res["physics"], points[:, -1], weights, rng)[0]
         if data is not None:
             xd, yd = data
             out["data"] = self.data_loss(model(xd), yd, jnp.ones((xd.shape[0],), jnp.float32))
         return out
+
+    @property
+    def causal(self) -> bool:
+        """Whether the PDE term uses causal weights (``causal_chunks > 0``)."""
+        return self.config.causal_chunks > 0
+
+    def causal_physics(
+        self,
+        r: jax.Array,
+        times: jax.Array,
+        weights: jax.Array | None,
+        time_range: tuple[float, float],
+    ) -> tuple[jax.Array, jax.Array]:
+        """The causally weighted PDE term and the slice weights.
+
+        ``r``: residuals ``(n, m)``; ``times``: the points' time coordinates ``(n,)``;
+        ``weights``: per-point weights (0 masks padding). Returns ``(term, w)`` with
+        ``term = mean_i w_i L_i`` over the ``causal_chunks`` slices and ``w_i =
+        exp(-epsilon * sum_{k<i} L_k)`` (``w_0 = 1``; ``w`` is non-increasing, so ``w[-1]``
+        is the smallest: near 1 once every slice is resolved). A slice without points has
+        ``L_i = 0``.
+        """
+        m = self.config.causal_chunks
+        t0, t1 = time_range
+        idx = jnp.clip(jnp.floor((times - t0) / (t1 - t0) * m).astype(jnp.int32), 0, m - 1)
+        w = jnp.ones_like(times) if weights is None else weights.astype(times.dtype)
+        onehot = jax.nn.one_hot(idx, m, dtype=r.dtype) * w[:, None].astype(r.dtype)
+        sums = onehot.T @ jnp.mean(r * r, axis=1)
+        counts = jnp.sum(onehot, axis=0)
+        chunk = sums / jnp.maximum(counts, 1e-12)
+        before = jax.lax.stop_gradient(jnp.cumsum(chunk) - chunk)
+        cw = jnp.exp(-self.config.causal_epsilon * before)
+        return jnp.mean(cw * chunk), cw
+
+    def time_range(self, points: jax.Array, domain: Any = None) -> tuple[Any, Any]:
+        """The slices' ``(t0, t1)``: configured, else the domain's (a ``TimeDomain``), else
+        the range of the points' last coordinate (arrays; traceable)."""
+        if self.config.causal_time_range is not None:
+            t0, t1 = self.config.causal_time_range
+            return float(t0), float(t1)
+        if domain is not None and hasattr(domain, "t0"):
+            return float(domain.t0), float(domain.t1)
+        t = jax.lax.stop_gradient(jnp.asarray(points)[:, -1])
+        return jnp.min(t), jnp.max(t)
 
     @staticmethod
     def terms_from_residuals(
