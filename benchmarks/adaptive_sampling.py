@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--period", type=int, default=1000)
     ap.add_argument("--candidates", type=int, default=20000, help="candidates per round")
     ap.add_argument("--start", type=int, default=None, help="first round (default: --period)")
+    ap.add_argument("--stop", type=int, default=None, help="no round after this epoch")
+    ap.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths")
     ap.add_argument("--rounds", type=int, default=0, help="Adam + L-BFGS rounds after L-BFGS")
     ap.add_argument("--round-adam", type=int, default=500, help="Adam epochs per round")
     ap.add_argument("--round-lbfgs", type=int, default=500, help="L-BFGS epochs per round")
@@ -62,6 +64,8 @@ def main() -> None:
                 args.hard,
                 n_candidates=args.candidates,
                 start=args.start,
+                stop=args.stop,
+                hidden=args.hidden,
                 rounds=args.rounds,
                 round_adam=args.round_adam,
                 round_lbfgs=args.round_lbfgs,

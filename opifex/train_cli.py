@@ -7,12 +7,17 @@ A config has these sections (only ``problem`` is required; shipped, commented ex
 live in ``configs/``):
 
 ``problem``
-    ``name``: ``burgers``, ``heat``, ``poisson`` (PINNs, ``opifex.bench.pinn``),
+    ``name``: ``burgers``, ``heat``, ``poisson``, ``allen_cahn`` (PINNs,
+    ``opifex.bench.pinn``),
     ``fno-burgers`` or ``fno-darcy`` (operators, ``opifex.bench.operators``); PINNs take
     ``n_collocation``, operators ``n_train``, ``n_test`` and ``grid``.
 ``model``
-    PINNs: ``hidden`` (list of widths) and ``activation`` of the MLP. Operators: ``modes``,
-    ``width``, ``padding`` (Darcy) of the FNO.
+    PINNs: ``hidden`` (list of widths), ``activation``, ``type`` (``mlp`` or ``modified``,
+    the modified MLP; for Allen-Cahn behind an exact periodic embedding in ``x`` with
+    ``harmonics`` harmonics). Operators: ``modes``, ``width``, ``padding`` (Darcy) of the FNO.
+``physics``
+    PINNs: ``PhysicsLossConfig`` fields (term weights, ``adaptive_weighting``,
+    ``causal_chunks`` and ``causal_epsilon`` for causal training, ...).
 ``trainer``
     ``type``: ``basic`` (default) or ``modular`` (``ModularTrainer`` with an
     ``ErrorRecoveryManager``; ``error_recovery`` holds its config, e.g. ``{max_retries: 5}``).
@@ -43,8 +48,18 @@ from typing import Any
 
 import yaml
 
-SECTIONS = ("problem", "model", "trainer", "training", "sampling", "multilevel", "seed", "run_dir")
-PINN_PROBLEMS = ("burgers", "heat", "poisson")
+SECTIONS = (
+    "problem",
+    "model",
+    "physics",
+    "trainer",
+    "training",
+    "sampling",
+    "multilevel",
+    "seed",
+    "run_dir",
+)
+PINN_PROBLEMS = ("burgers", "heat", "poisson", "allen_cahn")
 FNO_PROBLEMS = ("fno-burgers", "fno-darcy")
 
 
@@ -116,6 +131,7 @@ def build(cfg: dict, run_dir: str | None = None) -> dict[str, Any]:
     trainer_cfg = _section(cfg, "trainer")
     _take(trainer_cfg, "trainer", ("type", "error_recovery"))
     sampling_cfg = _section(cfg, "sampling")
+    physics_cfg = _section(cfg, "physics")
     ml_cfg = _section(cfg, "multilevel")
     kind = trainer_cfg.get("type", "basic")
     if kind not in ("basic", "modular"):
@@ -133,11 +149,19 @@ def build(cfg: dict, run_dir: str | None = None) -> dict[str, Any]:
         return ModularTrainer, {"components": {"error_recovery": recovery}}
 
     if name in PINN_PROBLEMS:
+        _take(problem_cfg, "problem", ("n_collocation",))
+        if physics_cfg:
+            from opifex.core.physics.losses import PhysicsLossConfig
+
+            loss_config = _make(PhysicsLossConfig, "physics", physics_cfg)
+            problem_cfg = {**problem_cfg, "loss_config": loss_config}
         return _build_pinn(
             name, problem_cfg, model_cfg, sampling_cfg, ml_cfg, config, seed, trainer_class, nnx
         )
     if sampling_cfg:
         raise ValueError("sampling: collocation samplers apply to PINN problems only")
+    if physics_cfg:
+        raise ValueError("physics: the physics-loss config applies to PINN problems only")
     return _build_fno(name, problem_cfg, model_cfg, ml_cfg, config, seed, trainer_class, nnx)
 
 
@@ -150,14 +174,15 @@ def _build_pinn(
     import numpy as np
 
     from opifex.bench import pinn
-    from opifex.neural.base import StandardMLP
 
-    _take(problem_cfg, "problem", ("n_collocation",))
-    _take(model_cfg, "model", ("hidden", "activation"))
+    _take(model_cfg, "model", ("hidden", "activation", "type", "harmonics"))
     problem, (gx, gu), layers = pinn.PROBLEMS[name](seed, **problem_cfg)
     if "hidden" in model_cfg:
         layers = [layers[0], *model_cfg["hidden"], layers[-1]]
     activation = model_cfg.get("activation", "tanh")
+    net_type = model_cfg.get("type", "mlp")
+    if net_type not in ("mlp", "modified"):
+        raise ValueError(f"model.type: {net_type!r}; choose 'mlp' or 'modified'")
     callbacks = []
     if sampling_cfg:
         from opifex.training.adaptive_sampling import (
@@ -177,6 +202,11 @@ def _build_pinn(
             raise ValueError(f"sampling.method: {method!r}; choose 'rad' or 'rard'")
         problem = dataclasses.replace(problem, sampling="uniform")
     if ml_cfg:
+        if net_type != "mlp":
+            raise ValueError(
+                "multilevel: the coarse-to-fine hierarchy is built of plain MLPs; use "
+                "model.type: mlp (or drop the multilevel section)"
+            )
         from opifex.training.multilevel.coarse_to_fine import (
             CascadeTrainer,
             MultilevelConfig,
@@ -188,7 +218,14 @@ def _build_pinn(
         trainer = CascadeTrainer(nets, config, ml, callbacks=callbacks)
     else:
         cls, kw = trainer_class()
-        model = StandardMLP(layers, activation=activation, rngs=nnx.Rngs(seed))
+        model = pinn.network(
+            name,
+            layers,
+            seed,
+            model=net_type,
+            activation=activation,
+            harmonics=model_cfg.get("harmonics", 10),
+        )
         trainer = cls(model, config, callbacks=callbacks, **kw)
 
     def score(model):
@@ -199,7 +236,7 @@ def _build_pinn(
         "trainer": trainer,
         "train_kwargs": {"problem": problem, "val_data": (gx, gu)},
         "score": score,
-        "description": f"{name} PINN, MLP {layers} {activation}",
+        "description": f"{name} PINN, {net_type} {layers} {activation}",
     }
 
 

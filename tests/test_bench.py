@@ -184,12 +184,16 @@ def test_cached_arrays_builds_once(tmp_path, monkeypatch):
     assert len(calls) == 3
 
 
-def test_pinn_recipe_runs_allen_cahn_with_the_modified_periodic_network():
+def test_pinn_recipe_runs_allen_cahn_with_the_case_recipe():
     from opifex.bench import pinn
+    from opifex.bench.cases import AC_RECIPE
 
-    r = pinn.train("allen_cahn", 0, adam=3, lbfgs=0, n_collocation=64, model="modified", hard=True)
+    r = pinn.train("allen_cahn", 0, **{**AC_RECIPE, "adam": 6, "n_collocation": 64})
     assert r["model"] == "modified" and r["boundary"] == "hard"
+    assert r["layers"] == [2, 64, 64, 64, 64, 1]
     assert np.isfinite(r["value"]) and 0.0 < r["value"] < 2.0
     assert r["arrays"]["points"].shape == (256 * 101, 2)
+    w = np.array(r["causal_weight_min_curve"])[:, 1]
+    assert len(w) == 6 and np.all((w >= 0) & (w <= 1))
     with pytest.raises(ValueError, match="model"):
         pinn.train("heat", 0, adam=1, lbfgs=0, n_collocation=16, model="resnet")

@@ -36,6 +36,18 @@ def test_overrides_parse_yaml_values():
         ({"problem": {"name": "heat"}, "training": {"num_epoch": 1}}, "num_epoch"),
         ({"problem": {"name": "heat"}, "trainer": {"type": "fancy"}}, "trainer.type"),
         ({"problem": {"name": "fno-darcy"}, "sampling": {"method": "rad"}}, "PINN problems"),
+        ({"problem": {"name": "heat"}, "physics": {"causal": 3}}, "section 'physics'"),
+        ({"problem": {"name": "heat"}, "physics": {"causal_chunks": -1}}, "causal_chunks"),
+        ({"problem": {"name": "fno-darcy"}, "physics": {"causal_chunks": 4}}, "PINN problems"),
+        ({"problem": {"name": "heat"}, "model": {"type": "resnet"}}, "model.type"),
+        (
+            {
+                "problem": {"name": "heat"},
+                "model": {"type": "modified"},
+                "multilevel": {"num_levels": 2},
+            },
+            "model.type: mlp",
+        ),
     ],
 )
 def test_bad_configs_name_what_to_change(cfg, match):
@@ -80,6 +92,20 @@ def test_train_a_pinn_config_end_to_end(tmp_path, capsys):
     saved = yaml.safe_load((run_dir / "train_config.yaml").read_text())
     assert saved["training"].pop("verbose") is False  # --quiet
     assert saved == cfg  # the config as run, overrides included
+
+
+def test_allen_cahn_config_builds_the_causal_recipe():
+    from opifex.neural.pinn import ModifiedMLP, PeriodicEmbedding
+
+    parts = build(load("allen_cahn_causal.yaml"))
+    trainer = parts["trainer"]
+    assert isinstance(trainer.model, ModifiedMLP)
+    assert isinstance(trainer.model.embedding, PeriodicEmbedding)
+    problem = parts["train_kwargs"]["problem"]
+    assert problem.loss_config.causal_chunks == 32
+    assert problem.loss_config.causal_epsilon == 100.0
+    (sampler,) = [c for c in trainer.components if getattr(c, "is_collocation_sampler", False)]
+    assert sampler.config.k == 0.0 and sampler.period == 1
 
 
 def test_train_rejects_a_bad_config_with_status_2(tmp_path, capsys):

@@ -25,6 +25,7 @@ from flax import nnx
 from opifex.bench.core import downsample
 from opifex.core.conditions import DirichletBC, InitialCondition
 from opifex.core.physics.derivatives import laplacian, partial
+from opifex.core.physics.losses import PhysicsLossConfig
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.core.training.config import OptimizerConfig, OptimizerStage, TrainingConfig
 from opifex.core.training.physics_configs import BoundaryConfig
@@ -34,10 +35,11 @@ from opifex.neural.pinn import ModifiedMLP, PeriodicEmbedding
 from opifex.problems import allen_cahn as allen_cahn_problem
 from opifex.problems import burgers as burgers_problem
 from opifex.problems.cache import cached_arrays
+from opifex.training.adaptive_sampling import RADConfig, RADSampler
 from opifex.training.basic_trainer import BasicTrainer
 
 
-def heat(seed: int, n_collocation: int = 2000):
+def heat(seed: int, n_collocation: int = 2000, loss_config=None):
     def residual(u, p):
         return partial(u, 1)(p) - 0.1 * partial(u, 0, 0)(p)
 
@@ -52,13 +54,14 @@ def heat(seed: int, n_collocation: int = 2000):
         n_collocation=n_collocation,
         n_boundary=200,
         seed=seed,
+        loss_config=loss_config,
     )
     g = Rectangle((0, 0), (1, 1)).grid(101, 101)
     ref = np.exp(-0.1 * np.pi**2 * g[:, 1]) * np.sin(np.pi * g[:, 0])
     return problem, (g.astype(np.float32), ref[:, None].astype(np.float32)), [2, 32, 32, 32, 1]
 
 
-def poisson(seed: int, n_collocation: int = 2000):
+def poisson(seed: int, n_collocation: int = 2000, loss_config=None):
     def residual(u, p):
         f = 2 * jnp.pi**2 * jnp.sin(jnp.pi * p[0]) * jnp.sin(jnp.pi * p[1])
         return -laplacian(u)(p) - f
@@ -73,6 +76,7 @@ def poisson(seed: int, n_collocation: int = 2000):
         n_collocation=n_collocation,
         n_boundary=400,
         seed=seed,
+        loss_config=loss_config,
     )
     g = Rectangle((-1, -1), (1, 1)).grid(101, 101)
     g = g[domain.contains(g)]
@@ -89,8 +93,10 @@ def burgers_reference(nx: int = 256, nt: int = 101):
     )
 
 
-def burgers(seed: int, n_collocation: int = 8000):
-    problem = burgers_problem.problem(n_collocation=n_collocation, n_boundary=256, seed=seed)
+def burgers(seed: int, n_collocation: int = 8000, loss_config=None):
+    problem = burgers_problem.problem(
+        n_collocation=n_collocation, n_boundary=256, seed=seed, loss_config=loss_config
+    )
     return problem, burgers_reference(256, 101), [2, 32, 32, 32, 32, 1]
 
 
@@ -103,8 +109,10 @@ def allen_cahn_reference(nx: int = 512, nt: int = 101):
     )
 
 
-def allen_cahn(seed: int, n_collocation: int = 8000):
-    problem = allen_cahn_problem.problem(n_collocation=n_collocation, n_boundary=256, seed=seed)
+def allen_cahn(seed: int, n_collocation: int = 8000, loss_config=None):
+    problem = allen_cahn_problem.problem(
+        n_collocation=n_collocation, n_boundary=256, seed=seed, loss_config=loss_config
+    )
     return problem, allen_cahn_reference(256, 101), [2, 64, 64, 64, 64, 1]
 
 
@@ -117,6 +125,29 @@ DEFAULT_EPOCHS = {
 }
 
 
+PERIODIC = {"allen_cahn": {0: 2.0}}  # problems periodic in x: {input dimension: period}
+
+
+def network(
+    name: str,
+    layers: list[int],
+    seed: int,
+    model: str = "mlp",
+    activation: str = "tanh",
+    harmonics: int = 10,
+) -> nnx.Module:
+    """The network for problem ``name``: ``mlp`` (a plain MLP of ``layers``) or ``modified``
+    (the modified MLP of Wang, Teng & Perdikaris 2021 with the same widths; behind an exact
+    periodic embedding with ``harmonics`` harmonics for problems periodic in ``x``)."""
+    if model == "modified":
+        periods = PERIODIC.get(name)
+        embedding = PeriodicEmbedding(layers[0], periods, harmonics=harmonics) if periods else None
+        return ModifiedMLP(layers, activation=activation, embedding=embedding, rngs=nnx.Rngs(seed))
+    if model == "mlp":
+        return StandardMLP(layers, activation=activation, rngs=nnx.Rngs(seed))
+    raise ValueError(f"model: 'mlp' or 'modified', got {model!r}")
+
+
 def train(
     name: str,
     seed: int,
@@ -125,20 +156,38 @@ def train(
     hard: bool = False,
     n_collocation: int | None = None,
     model: str = "mlp",
+    hidden: list[int] | None = None,
+    learning_rate: float = 2e-3,
+    causal_chunks: int = 0,
+    causal_epsilon: float = 1.0,
+    resample: int = 0,
+    harmonics: int = 10,
 ) -> dict:
     """Train problem ``name`` with the shared recipe; the relative L2 error on its reference.
 
-    ``model``: ``mlp`` (tanh MLP of the problem's layers) or ``modified`` (the modified MLP
-    of Wang, Teng & Perdikaris 2021 with the same widths; for Allen-Cahn behind an exact
-    periodic embedding in ``x`` with 10 harmonics)."""
+    Args:
+        model: ``mlp`` or ``modified``, see :func:`network` (tanh, ``harmonics``
+            harmonics in a periodic embedding).
+        hidden: hidden widths replacing the problem's default.
+        causal_chunks: causal training with this many time slices
+            (``PhysicsLossConfig.causal_chunks``; 0: off) and tolerance ``causal_epsilon``.
+        resample: draw fresh uniform collocation points every ``resample`` epochs, inside
+            the compiled chunk (RAD with ``k = 0``; 0: fixed Sobol points).
+    """
     kw = {} if n_collocation is None else {"n_collocation": n_collocation}
+    if causal_chunks:
+        kw["loss_config"] = PhysicsLossConfig(
+            causal_chunks=causal_chunks, causal_epsilon=causal_epsilon
+        )
     problem, (gx, gu), layers = PROBLEMS[name](seed, **kw)
+    if hidden is not None:
+        layers = [layers[0], *hidden, layers[-1]]
     d_adam, d_lbfgs = DEFAULT_EPOCHS[name]
     n_adam = d_adam if adam is None else adam
     n_lbfgs = d_lbfgs if lbfgs is None else lbfgs
     cfg = TrainingConfig(
         num_epochs=n_adam,
-        learning_rate=2e-3,
+        learning_rate=learning_rate,
         seed=seed,
         verbose=False,
         validation_frequency=max((n_adam + n_lbfgs) // 10, 1),
@@ -146,21 +195,19 @@ def train(
         stages=(OptimizerStage(num_epochs=n_lbfgs),) if n_lbfgs else (),
         boundary_config=BoundaryConfig(enforcement="hard" if hard else "soft"),
     )
-    if model == "modified":
-        embedding = (
-            PeriodicEmbedding(layers[0], {0: 2.0}, harmonics=10) if name == "allen_cahn" else None
+    net = network(name, layers, seed, model=model, harmonics=harmonics)
+    callbacks = []
+    if resample:
+        n = problem.n_collocation
+        callbacks.append(
+            RADSampler(problem.domain, RADConfig(k=0.0, c=1.0, period=resample, n_candidates=n))
         )
-        net = ModifiedMLP(layers, activation="tanh", embedding=embedding, rngs=nnx.Rngs(seed))
-    elif model == "mlp":
-        net = StandardMLP(layers, activation="tanh", rngs=nnx.Rngs(seed))
-    else:
-        raise ValueError(f"model: 'mlp' or 'modified', got {model!r}")
-    trainer = BasicTrainer(net, cfg)
+    trainer = BasicTrainer(net, cfg, callbacks=callbacks)
     t0 = time.perf_counter()
     trained, history = trainer.train(problem=problem, val_data=(gx, gu))
     seconds = time.perf_counter() - t0
     pred = np.asarray(trained(jnp.asarray(gx)))
-    return {
+    out = {
         "value": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu)),
         "seconds": seconds,
         "adam_epochs": n_adam,
@@ -175,3 +222,8 @@ def train(
         ],
         "arrays": {"points": gx, "error": (pred - gu)[:, 0]},
     }
+    if causal_chunks:
+        out["causal_weight_min_curve"] = downsample(
+            zip(history["epoch"], history["causal_weight_min"], strict=True)
+        )
+    return out

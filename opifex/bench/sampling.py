@@ -43,15 +43,20 @@ def sampler_for(
     n_points: int = 2000,
     n_candidates: int = 20000,
     start: int | None = None,
+    stop: int | None = None,
 ):
     """The sampler callback of ``method`` and the initial number of points."""
     if method == "fixed":
         return None, n_points
     if method == "resample":
-        cfg = RADConfig(k=0.0, c=1.0, period=period, start=start, n_candidates=n_candidates)
+        cfg = RADConfig(
+            k=0.0, c=1.0, period=period, start=start, stop=stop, n_candidates=n_candidates
+        )
         return RADSampler(domain, cfg), n_points
     if method == "rad":
-        cfg = RADConfig(k=1.0, c=1.0, period=period, start=start, n_candidates=n_candidates)
+        cfg = RADConfig(
+            k=1.0, c=1.0, period=period, start=start, stop=stop, n_candidates=n_candidates
+        )
         return RADSampler(domain, cfg), n_points
     if method == "rard":
         cfg = RARDConfig(
@@ -59,6 +64,7 @@ def sampler_for(
             c=0.0,
             period=period,
             start=start,
+            stop=stop,
             n_add=50,
             max_points=n_points,
             n_candidates=n_candidates,
@@ -77,19 +83,22 @@ def train(
     n_points: int = 2000,
     n_candidates: int = 20000,
     start: int | None = None,
+    stop: int | None = None,
     rounds: int = 0,
     round_adam: int = 500,
     round_lbfgs: int = 500,
     round_lr: float = 2e-4,
+    hidden: list[int] | None = None,
 ) -> dict:
     """One Burgers run with ``method``'s points; its relative L2 error and final points.
 
     The schedule is Adam (``adam`` epochs), L-BFGS (``lbfgs``), then ``rounds`` rounds of
     Adam (``round_adam`` epochs at rate ``round_lr``) and L-BFGS (``round_lbfgs``), the
     round structure of Wu et al. (2023); set ``start`` and ``period`` so that resampling
-    falls on the rounds' first epochs."""
+    falls on the rounds' first epochs. ``stop``: no round after this epoch. ``hidden``:
+    hidden widths replacing ``[32] * 4``."""
     problem = burgers.problem(n_collocation=n_points, n_boundary=256, seed=seed)
-    sampler, n0 = sampler_for(method, problem.domain, period, n_points, n_candidates, start)
+    sampler, n0 = sampler_for(method, problem.domain, period, n_points, n_candidates, start, stop)
     problem = dataclasses.replace(problem, n_collocation=n0, sampling="uniform")
     gx, gu = burgers_reference(256, 101)
     cfg = TrainingConfig(
@@ -111,7 +120,8 @@ def train(
         ),
         boundary_config=BoundaryConfig(enforcement="hard" if hard else "soft"),
     )
-    model = StandardMLP(LAYERS, activation="tanh", rngs=nnx.Rngs(seed))
+    layers = LAYERS if hidden is None else [2, *hidden, 1]
+    model = StandardMLP(layers, activation="tanh", rngs=nnx.Rngs(seed))
     trainer = BasicTrainer(model, cfg, callbacks=[] if sampler is None else [sampler])
     t0 = time.perf_counter()
     trained, h = trainer.train(problem=problem, val_data=(gx, gu))
@@ -128,6 +138,7 @@ def train(
         "method": method,
         "seed": seed,
         "boundary": "hard" if hard else "soft",
+        "layers": layers,
         "relative_l2": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu)),
         "seconds": seconds,
         "final_points": int(h["collocation_points"][-1]) if "collocation_points" in h else n0,

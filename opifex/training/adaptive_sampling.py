@@ -64,6 +64,17 @@ def compute_sampling_distribution(
     return jnp.where(total > 0, dens / jnp.where(total > 0, total, 1.0), uniform)
 
 
+def _check_stop(name: str, cfg: Any) -> None:
+    _check_int(name, "stop", cfg.stop, 1, optional=True)
+    first = cfg.period if cfg.start is None else cfg.start
+    if cfg.stop is not None and cfg.stop < first:
+        _fail(
+            name,
+            "stop",
+            f"({cfg.stop}) is before the first round (epoch {first}); no round would happen",
+        )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RADConfig(_ConfigBase):
     """Residual-based adaptive distribution (RAD).
@@ -76,6 +87,9 @@ class RADConfig(_ConfigBase):
             pre-train on the initial points before the first round; a later ``start`` does
             that (e.g. the end of the Adam stage), so the first density is drawn from a
             residual that already resembles the solution's.
+        stop: last epoch at which a round may happen (default: none). Training after it
+            runs on the last round's points, so a final optimizer stage (L-BFGS, say)
+            converges on one point set instead of restarting at every round.
         n_candidates: candidate points per resampling (default: 10 x the collocation points).
         pool_size: for geometries without an in-graph sampler, the size of the candidate
             pool sampled once on the host (default: 20 x ``n_candidates``).
@@ -85,6 +99,7 @@ class RADConfig(_ConfigBase):
     c: float = 1.0
     period: int = 1000
     start: int | None = None
+    stop: int | None = None
     n_candidates: int | None = None
     pool_size: int | None = None
 
@@ -93,6 +108,7 @@ class RADConfig(_ConfigBase):
         _check_float("RADConfig", "c", self.c, low=0.0)
         _check_int("RADConfig", "period", self.period, 1)
         _check_int("RADConfig", "start", self.start, 1, optional=True)
+        _check_stop("RADConfig", self)
         _check_int("RADConfig", "n_candidates", self.n_candidates, 1, optional=True)
         _check_int("RADConfig", "pool_size", self.pool_size, 1, optional=True)
 
@@ -107,6 +123,7 @@ class RARDConfig(_ConfigBase):
         period: epochs between refinements.
         start: epoch of the first refinement (default: ``period``), as in
             :class:`RADConfig`.
+        stop: last epoch at which a refinement may happen (default: none).
         n_add: points added per refinement.
         max_points: capacity of the point set (default: initial points + 10 x ``n_add``).
         n_candidates: candidate points per refinement (default: 10 x the initial points).
@@ -119,6 +136,7 @@ class RARDConfig(_ConfigBase):
     c: float = 0.0
     period: int = 1000
     start: int | None = None
+    stop: int | None = None
     n_add: int = 100
     max_points: int | None = None
     n_candidates: int | None = None
@@ -130,6 +148,7 @@ class RARDConfig(_ConfigBase):
         _check_float("RARDConfig", "c", self.c, low=0.0)
         _check_int("RARDConfig", "period", self.period, 1)
         _check_int("RARDConfig", "start", self.start, 1, optional=True)
+        _check_stop("RARDConfig", self)
         _check_int("RARDConfig", "n_add", self.n_add, 1)
         _check_int("RARDConfig", "max_points", self.max_points, 1, optional=True)
         _check_int("RARDConfig", "n_candidates", self.n_candidates, 1, optional=True)
@@ -175,6 +194,7 @@ class _ResidualSampler(TrainingComponentBase):
         self.config = config
         self.period = config.period
         self.start = config.period if config.start is None else config.start
+        self.stop = config.stop
         self._box = _box_bounds(domain)
         self.rounds: list[dict[str, Any]] = []
 

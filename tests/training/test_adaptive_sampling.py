@@ -229,6 +229,23 @@ def test_first_round_waits_for_start(quiet_config):
     assert RARDRefiner(dom, RARDConfig(period=7)).start == 7
 
 
+@pytest.mark.parametrize("kind", ["rad", "rard"])
+def test_no_round_after_stop(quiet_config, kind):
+    dom = Interval(-1.0, 1.0)
+    data, bnd = train_data()
+    sampler = (
+        RADSampler(dom, RADConfig(period=10, stop=35, n_candidates=256))
+        if kind == "rad"
+        else RARDRefiner(dom, RARDConfig(period=10, stop=35, n_add=8, n_candidates=256))
+    )
+    _, h = make(sampler, quiet_config).train(train_data=data, boundary_data=bnd)
+    rounds = np.asarray(h["sampler_rounds"])
+    np.testing.assert_array_equal(np.flatnonzero(np.diff(rounds)) + 1, [10, 20, 30])
+    assert rounds[-1] == 3  # the 60-epoch run keeps the epoch-30 points to the end
+    with pytest.raises(ValueError, match="stop"):
+        RADConfig(period=10, start=20, stop=15)
+
+
 def test_uniform_resampling_skips_the_residual():
     """k = 0: every candidate is equally likely, so no residual is evaluated."""
     dom = Interval(-1.0, 1.0)

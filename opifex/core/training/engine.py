@@ -489,12 +489,16 @@ class Engine:
 
     # ----------------------------------------------------------------- epoch
     def _sampled(self, state: TrainState, whole) -> TrainState:
-        """Resample the collocation points in-graph at epochs ``start + j * period``.
+        """Resample the collocation points in-graph at epochs ``start + j * period``
+        (up to ``stop``, if the sampler has one).
 
         A line-search optimizer (L-BFGS) also restarts its curvature memory then: its
         ``(s, y)`` pairs belong to the objective on the old points."""
         start = getattr(self.sampler, "start", self.sampler.period)
         due = (state.epoch >= start) & ((state.epoch - start) % self.sampler.period == 0)
+        stop = getattr(self.sampler, "stop", None)
+        if stop is not None:
+            due = due & (state.epoch <= stop)
 
         def refresh(st):
             model = nnx.merge(self.graphdef, st.params, st.model_state)
