@@ -17,7 +17,7 @@ def test_example_runs(path, tmp_path):
         pytest.skip("run in one and in two processes by tests/core/training/test_distributed.py")
     env = dict(os.environ, OPIFEX_SMALL="1", MPLBACKEND="Agg")
     args = [sys.executable, path]
-    if os.path.basename(path) == "burgers_rad.py":
+    if os.path.basename(path) in ("burgers_rad.py", "allen_cahn_causal.py"):
         args += ["--out", str(tmp_path / "points.png")]
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

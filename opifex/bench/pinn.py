@@ -1,9 +1,11 @@
-"""PINN benchmark problems: Burgers, heat, and Poisson on an L-shaped ``ComplexDomain``.
+"""PINN benchmark problems: Burgers, heat, Poisson on an L-shaped ``ComplexDomain``, and
+Allen-Cahn.
 
 Each problem builder returns the ``PhysicsProblem``, a reference ``(points, values)`` set
 and the network layers. :func:`train` runs the shared recipe: a tanh MLP, Sobol collocation
 points, Adam (lr 2e-3, exponential decay to 0.1x), then an L-BFGS stage, fixed term
-weights, uniform fixed points; optionally hard Dirichlet/initial conditions.
+weights, uniform fixed points; optionally hard Dirichlet/initial conditions, the modified
+MLP, causal training and fresh uniform points every few epochs.
 
 * ``burgers``: ``u_t + u u_x = (0.01/pi) u_xx`` on ``[-1, 1] x [0, 1]``, ``u(x, 0) =
   -sin(pi x)``, zero walls; Cole-Hopf reference on 256 x 101 points.
@@ -11,7 +13,8 @@ weights, uniform fixed points; optionally hard Dirichlet/initial conditions.
 * ``poisson``: ``-lap u = f`` on the L-shape ``[-1, 1]^2`` minus ``(0, 1]^2``, manufactured
   ``u = sin(pi x) sin(pi y)``.
 * ``allen_cahn``: ``u_t = 1e-4 u_xx - 5 u^3 + 5 u``, periodic in ``x``; ETDRK4 reference on
-  256 x 101 points (no suite case yet: the recipe does not resolve the interfaces).
+  256 x 101 points. Its case (``pinn-allen-cahn``) needs causal training: without it the
+  network fits a smooth wrong solution.
 """
 
 from __future__ import annotations
