@@ -1,22 +1,25 @@
-"""Allen-Cahn with causal training: a PINN that respects the arrow of time.
+# %% [markdown]
+# # Allen-Cahn with causal training: a PINN that respects the arrow of time
+#
+# `u_t = 1e-4 u_xx - 5 u^3 + 5 u` on `[-1, 1] x [0, 1]`, periodic in `x`, `u(x, 0) =
+# x^2 cos(pi x)` (Raissi et al. 2019). The solution sharpens into plateaus at `u = +-1`
+# joined by thin interfaces. A plain PINN fits a smooth, wrong solution. Causal training
+# (Wang, Sankaran & Perdikaris 2024) weights the residual of each time slice by how well
+# the earlier slices are fitted, so the network learns the dynamics in order.
+#
+# The recipe of the `pinn-allen-cahn` benchmark case: the modified MLP behind an exact
+# periodic embedding of `x`, the initial condition built in (`u = u0 + t N`), 32 time
+# slices with `epsilon = 100`, 1024 fresh uniform points at every Adam step.
+#
+#     python examples/allen_cahn_causal.py [--steps 8000] [--compare] [--out allen_cahn.png]
+#
+# `--compare` also trains the same network without causal weights. The plot (needs
+# matplotlib: `pip install "opifex[viz]"`) shows the prediction against the reference at
+# four times, and the smallest causal weight over training.
+#
+# This file is a jupytext "percent" notebook: run it as a script or open it with jupytext.
 
-``u_t = 1e-4 u_xx - 5 u^3 + 5 u`` on ``[-1, 1] x [0, 1]``, periodic in ``x``, ``u(x, 0) =
-x^2 cos(pi x)`` (Raissi et al. 2019). The solution sharpens into plateaus at ``u = +-1``
-joined by thin interfaces. A plain PINN fits a smooth, wrong solution. Causal training
-(Wang, Sankaran & Perdikaris 2024) weights the residual of each time slice by how well
-the earlier slices are fitted, so the network learns the dynamics in order.
-
-The recipe of the ``pinn-allen-cahn`` benchmark case: the modified MLP behind an exact
-periodic embedding of ``x``, the initial condition built in (``u = u0 + t N``), 32 time
-slices with ``epsilon = 100``, 1024 fresh uniform points at every Adam step.
-
-    python examples/allen_cahn_causal.py [--steps 8000] [--compare] [--out allen_cahn.png]
-
-``--compare`` also trains the same network without causal weights. The plot (needs
-matplotlib: ``pip install "opifex[viz]"``) shows the prediction against the reference at
-four times, and the smallest causal weight over training.
-"""
-
+# %%
 import argparse
 import os
 
@@ -39,8 +42,12 @@ ap.add_argument("--steps", type=int, default=30 if SMALL else 8000)
 ap.add_argument("--points", type=int, default=128 if SMALL else 1024)
 ap.add_argument("--compare", action="store_true", help="also train without causal weights")
 ap.add_argument("--out", default="allen_cahn.png")
-args = ap.parse_args()
+args = ap.parse_known_args()[0]  # (also runs inside a notebook kernel)
 
+# %% [markdown]
+# The reference, and one training run (causal or not) of the recipe above.
+
+# %%
 gx, gu = allen_cahn.reference_grid(256, 101)  # ETDRK4 (pseudo-spectral) reference
 
 
@@ -66,10 +73,16 @@ def run(causal: bool):
     return pred, history
 
 
+# %%
 pred, history = run(causal=True)
 if args.compare:
     run(causal=False)
 
+# %% [markdown]
+# The prediction against the reference at four times, and the smallest causal weight:
+# it stays near zero until the early slices are fitted, then rises towards one.
+
+# %%
 plt = plots.pyplot()
 if plt is None:
     raise SystemExit('matplotlib is needed for the plot: pip install "opifex[viz]"')
