@@ -321,6 +321,9 @@ class PhysicsInformedLoss:
         """
         m = self.config.causal_chunks
         t0, t1 = time_range
+        # slice sums over many points: accumulate in at least float32 (bf16/f16 training)
+        r = r.astype(jnp.promote_types(r.dtype, jnp.float32))
+        times = times.astype(r.dtype)
         idx = jnp.clip(jnp.floor((times - t0) / (t1 - t0) * m).astype(jnp.int32), 0, m - 1)
         w = jnp.ones_like(times) if weights is None else weights.astype(times.dtype)
         onehot = jax.nn.one_hot(idx, m, dtype=r.dtype) * w[:, None].astype(r.dtype)
