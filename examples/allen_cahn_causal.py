@@ -3,7 +3,8 @@
 #
 # `u_t = 1e-4 u_xx - 5 u^3 + 5 u` on `[-1, 1] x [0, 1]`, periodic in `x`, `u(x, 0) =
 # x^2 cos(pi x)` (Raissi et al. 2019). The solution sharpens into plateaus at `u = +-1`
-# joined by thin interfaces. A plain PINN fits a smooth, wrong solution. Causal training
+# joined by thin interfaces, which plain PINNs miss (here: 2.5e-1 relative L2, median of
+# 3 seeds, against 1.9e-2 with causal weights; benchmarks/README.md). Causal training
 # (Wang, Sankaran & Perdikaris 2024) weights the residual of each time slice by how well
 # the earlier slices are fitted, so the network learns the dynamics in order.
 #

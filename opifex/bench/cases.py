@@ -95,8 +95,8 @@ register(
     )
 )
 
-# Allen-Cahn needs causal training: without it the PINN fits a smooth wrong solution (0.46-0.66
-# relative L2 with the same networks; benchmarks/README.md).
+# Allen-Cahn with causal training: 13x lower error than the same recipe without causal weights
+# (median of 3 seeds, 1.87e-2 against 2.46e-1; benchmarks/README.md).
 AC_RECIPE = {
     "model": "modified",
     "hidden": [64, 64, 64, 64],

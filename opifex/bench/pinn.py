@@ -13,8 +13,8 @@ MLP, causal training and fresh uniform points every few epochs.
 * ``poisson``: ``-lap u = f`` on the L-shape ``[-1, 1]^2`` minus ``(0, 1]^2``, manufactured
   ``u = sin(pi x) sin(pi y)``.
 * ``allen_cahn``: ``u_t = 1e-4 u_xx - 5 u^3 + 5 u``, periodic in ``x``; ETDRK4 reference on
-  256 x 101 points. Its case (``pinn-allen-cahn``) needs causal training: without it the
-  network fits a smooth wrong solution.
+  256 x 101 points. Its case (``pinn-allen-cahn``) trains with causal weights: the same
+  recipe without them ends 13x further off (median of 3 seeds).
 """
 
 from __future__ import annotations
