@@ -327,7 +327,8 @@ class PhysicsInformedLoss:
         idx = jnp.clip(jnp.floor((times - t0) / (t1 - t0) * m).astype(jnp.int32), 0, m - 1)
         w = jnp.ones_like(times) if weights is None else weights.astype(times.dtype)
         onehot = jax.nn.one_hot(idx, m, dtype=r.dtype) * w[:, None].astype(r.dtype)
-        sums = onehot.T @ jnp.mean(r * r, axis=1)
+        # a reduction, not a matmul: accelerators may run float32 matmuls in TF32/bf16
+        sums = jnp.sum(onehot * jnp.mean(r * r, axis=1)[:, None], axis=0)
         counts = jnp.sum(onehot, axis=0)
         chunk = sums / jnp.maximum(counts, 1e-12)
         before = jax.lax.stop_gradient(jnp.cumsum(chunk) - chunk)
