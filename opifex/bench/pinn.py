@@ -87,36 +87,36 @@ def poisson(seed: int, n_collocation: int = 2000, loss_config=None):
     return problem, (g.astype(np.float32), ref[:, None].astype(np.float32)), [2, 32, 32, 32, 1]
 
 
+def _reference(tag: str, module, nx: int, nt: int, **extra) -> tuple:
+    """``module.reference_grid(nx, nt)``, cached on disk (``opifex.problems.cache``)."""
+    return cached_arrays(tag, {"nx": nx, "nt": nt, **extra}, lambda: module.reference_grid(nx, nt))
+
+
 def burgers_reference(nx: int = 256, nt: int = 101):
-    """The Cole-Hopf reference grid, cached on disk (``opifex.problems.cache``)."""
-    return cached_arrays(
-        "burgers_cole_hopf",
-        {"nx": nx, "nt": nt, "nu": burgers_problem.NU},
-        lambda: burgers_problem.reference_grid(nx, nt),
-    )
-
-
-def burgers(seed: int, n_collocation: int = 8000, loss_config=None):
-    problem = burgers_problem.problem(
-        n_collocation=n_collocation, n_boundary=256, seed=seed, loss_config=loss_config
-    )
-    return problem, burgers_reference(256, 101), [2, 32, 32, 32, 32, 1]
+    """The Cole-Hopf reference grid, cached on disk."""
+    return _reference("burgers_cole_hopf", burgers_problem, nx, nt, nu=burgers_problem.NU)
 
 
 def allen_cahn_reference(nx: int = 512, nt: int = 101):
     """The ETDRK4 reference grid, cached on disk."""
-    return cached_arrays(
-        "allen_cahn_etdrk4",
-        {"nx": nx, "nt": nt, "eps": allen_cahn_problem.EPS},
-        lambda: allen_cahn_problem.reference_grid(nx, nt),
-    )
+    return _reference("allen_cahn_etdrk4", allen_cahn_problem, nx, nt, eps=allen_cahn_problem.EPS)
 
 
-def allen_cahn(seed: int, n_collocation: int = 8000, loss_config=None):
-    problem = allen_cahn_problem.problem(
-        n_collocation=n_collocation, n_boundary=256, seed=seed, loss_config=loss_config
-    )
-    return problem, allen_cahn_reference(256, 101), [2, 64, 64, 64, 64, 1]
+def _space_time(module, reference, layers):
+    """The builder of a problem from ``opifex.problems`` (``module.problem``) with its
+    256 x 101 reference grid."""
+
+    def build(seed: int, n_collocation: int = 8000, loss_config=None):
+        problem = module.problem(
+            n_collocation=n_collocation, n_boundary=256, seed=seed, loss_config=loss_config
+        )
+        return problem, reference(256, 101), layers
+
+    return build
+
+
+burgers = _space_time(burgers_problem, burgers_reference, [2, 32, 32, 32, 32, 1])
+allen_cahn = _space_time(allen_cahn_problem, allen_cahn_reference, [2, 64, 64, 64, 64, 1])
 
 
 PROBLEMS = {"burgers": burgers, "heat": heat, "poisson": poisson, "allen_cahn": allen_cahn}

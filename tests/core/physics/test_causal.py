@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from opifex.core.conditions import DirichletBC, InitialCondition
-from opifex.core.physics.derivatives import partial
+from opifex.bench import pinn
 from opifex.core.physics.losses import PhysicsInformedLoss, PhysicsLossConfig
 from opifex.geometry import Interval, Rectangle, TimeDomain
 from opifex.neural.base import StandardMLP
-from opifex.training import PhysicsProblem
 from opifex.training.basic_trainer import BasicTrainer
 
 
@@ -88,22 +86,8 @@ def test_standalone_terms_use_the_causal_term():
 
 
 def heat_problem(loss_config, n=256):
-    def residual(u, p):
-        return partial(u, 1)(p) - 0.1 * partial(u, 0, 0)(p)
-
-    return PhysicsProblem(
-        TimeDomain(Interval(0.0, 1.0), 0.0, 2.0),
-        residual,
-        conditions=[
-            DirichletBC("left"),
-            DirichletBC("right"),
-            InitialCondition(lambda x: jnp.sin(jnp.pi * x[0])),
-        ],
-        n_collocation=n,
-        n_boundary=32,
-        sampling="sobol",
-        loss_config=loss_config,
-    )
+    """The benchmark heat problem (``u_t = 0.1 u_xx`` on ``[0, 1]^2``), fewer points."""
+    return pinn.heat(0, n_collocation=n, loss_config=loss_config)[0]
 
 
 def test_trainer_weights_slices_in_graph_and_training_resolves_them(quiet_config):
@@ -120,7 +104,8 @@ def test_trainer_weights_slices_in_graph_and_training_resolves_them(quiet_config
     assert h["residual_rms"][0] ** 2 > h["loss_physics"][0]
     assert trainer._engine.trace_count == 1
     # the slices span the TimeDomain's [0, 2], not the points' range
-    whole_range = trainer.task._causal_range(jnp.zeros((3, 2)), problem.domain)
+    domain = TimeDomain(Interval(0.0, 1.0), 0.0, 2.0)
+    whole_range = trainer.task._causal_range(jnp.zeros((3, 2)), domain)
     np.testing.assert_allclose(whole_range, [0.0, 2.0])
 
 
