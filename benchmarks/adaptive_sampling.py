@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=None, help="first round (default: --period)")
     ap.add_argument("--stop", type=int, default=None, help="no round after this epoch")
     ap.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths")
+    ap.add_argument("--k", type=float, default=None, help="density exponent (RAD 1, RAR-D 2)")
+    ap.add_argument("--c", type=float, default=None, help="density offset (RAD 1, RAR-D 0)")
     ap.add_argument("--rounds", type=int, default=0, help="Adam + L-BFGS rounds after L-BFGS")
     ap.add_argument("--round-adam", type=int, default=500, help="Adam epochs per round")
     ap.add_argument("--round-lbfgs", type=int, default=500, help="L-BFGS epochs per round")
@@ -66,6 +68,8 @@ def main() -> None:
                 start=args.start,
                 stop=args.stop,
                 hidden=args.hidden,
+                k=args.k,
+                c=args.c,
                 rounds=args.rounds,
                 round_adam=args.round_adam,
                 round_lbfgs=args.round_lbfgs,

@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from opifex.bench import meta
 from opifex.bench.core import environment
 
@@ -62,6 +64,53 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def schedules_table(runs: list[dict]) -> str:
+    """Markdown: per held-out task and schedule, the seeds' median final error and median
+    speed-up to the first schedule's final error."""
+    names = list(runs[0]["schedules"])
+    head = ["held-out task", *[f"{n}: final, speed-up" for n in names]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task in runs[0]["tasks"]:
+        rs = [r["tasks"][task] for r in runs]
+        cells = [task]
+        for n in names:
+            final = np.median([r["curves"][n][-1][1] for r in rs])
+            speed = np.median([r["speedup"][n] for r in rs])
+            cells.append(f"{final:.2e}, {speed:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write(out: dict, a, default: str) -> str:
+    os.makedirs(a.out, exist_ok=True)
+    path = os.path.join(a.out, f"{a.name or default}.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    return path
+
+
+def schedules_main(a, argv) -> int:
+    runs = []
+    for seed in a.seeds:
+        runs.append(meta.adam_schedules(a.family, seed))
+        print(f"seed {seed} done", flush=True)
+    out = {
+        "family": a.family,
+        "seeds": a.seeds,
+        "command": _command(argv),
+        "runs": runs,
+        "environment": environment(),
+    }
+    path = _write(out, a, "adam_schedules_" + a.family)
+    print(schedules_table(runs))
+    print(f"wrote {path}")
+    return 0
+
+
+def _command(argv) -> str:
+    return "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:]))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("family", choices=sorted(meta.FAMILIES))
@@ -70,6 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--meta-iterations", type=int)
     p.add_argument("--inner-steps", type=int)
     p.add_argument("--learning-rate", type=float, help="override the family's 1e-3")
+    p.add_argument("--hypergradient-lr", type=float, help="override the rule's step (default 0.01)")
     p.add_argument("--variants", nargs="+", default=list(meta.VARIANTS), choices=meta.VARIANTS)
     p.add_argument(
         "--budgets",
@@ -78,9 +128,16 @@ def main(argv=None) -> int:
         default=[250, 500, 1000, 2000, 3000],
         help="also report the speed-up against Adam stopped at these steps",
     )
+    p.add_argument(
+        "--adam-schedules",
+        action="store_true",
+        help="instead: plain Adam under the learning-rate schedules of meta.SCHEDULES",
+    )
     p.add_argument("--name", help="output file stem (default meta_optimizer_<family>)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     a = p.parse_args(argv)
+    if a.adam_schedules:
+        return schedules_main(a, argv)
     runs = []
     for seed in a.seeds:
         r = meta.run(
@@ -91,6 +148,7 @@ def main(argv=None) -> int:
             inner_steps=a.inner_steps,
             variants=tuple(a.variants),
             learning_rate=a.learning_rate,
+            hypergradient_lr=a.hypergradient_lr,
         )
         figures = {
             k: r[k] for k in ("speedup", "meta_adam_speedup", "hypergradient_ratio_max") if k in r
@@ -102,15 +160,12 @@ def main(argv=None) -> int:
         "family": a.family,
         "spec": runs[0]["spec"],
         "seeds": a.seeds,
-        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        "command": _command(argv),
         "summary": summary,
         "runs": runs,
         "environment": environment(),
     }
-    os.makedirs(a.out, exist_ok=True)
-    path = os.path.join(a.out, f"{a.name or 'meta_optimizer_' + a.family}.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
+    path = _write(out, a, "meta_optimizer_" + a.family)
     print(table(summary))
     print({k: v for k, v in summary.items() if k.endswith(("_median", "_ratio"))})
     print(f"wrote {path}")

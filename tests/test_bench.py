@@ -197,3 +197,23 @@ def test_pinn_recipe_runs_allen_cahn_with_the_case_recipe():
     assert len(w) == 6 and np.all((w >= 0) & (w <= 1))
     with pytest.raises(ValueError, match="model"):
         pinn.train("heat", 0, adam=1, lbfgs=0, n_collocation=16, model="resnet")
+
+
+def test_adam_schedules_measures_steps_to_the_baseline_error():
+    from opifex.bench import meta
+
+    same = (1e-3, {})
+    faster = (1e-2, {"schedule": "exponential", "decay_rate": 0.1})
+    r = meta.adam_schedules(
+        "poisson", 0, schedules={"base": same, "again": same, "faster": faster}, test=1, steps=100
+    )
+    (task,) = r["tasks"].values()
+    base = task["curves"]["base"]
+    assert [s for s, _ in base] == [50, 100]
+    assert task["target"] == base[-1][1]
+    # deterministic runs: the same schedule reaches the target exactly at the budget
+    assert task["curves"]["again"] == base
+    assert task["speedup"]["base"] == task["speedup"]["again"] == 1.0
+    # the speed-up is the budget over the first evaluation at or below the target
+    hit = next(s for s, e in task["curves"]["faster"] if e <= task["target"])
+    assert task["speedup"]["faster"] == 100 / hit

@@ -34,6 +34,7 @@ Families (:data:`FAMILIES`):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -99,6 +100,19 @@ def _checkpoints(n: int) -> list[int]:
     return [n // 4 - 1, n // 2 - 1, n - 1]
 
 
+def _setup(spec: dict[str, Any], seed: int):
+    """``(base TrainingConfig, network factory)`` of a family's runs at ``seed``."""
+    boundary = BoundaryConfig(enforcement="hard" if spec["hard"] else "soft")
+    base = TrainingConfig(
+        learning_rate=spec["learning_rate"], boundary_config=boundary, verbose=False, seed=seed
+    )
+
+    def network():
+        return StandardMLP(spec["layers"], activation="tanh", rngs=nnx.Rngs(seed))
+
+    return base, network
+
+
 def run(
     family: str,
     seed: int,
@@ -113,9 +127,11 @@ def run(
     test: int | None = None,
     variants: tuple[str, ...] = VARIANTS,
     learning_rate: float | None = None,
+    hypergradient_lr: float | None = None,
 ) -> dict[str, Any]:
     """One seed of the family comparison (see the module docstring); ``variants`` without
-    ``meta`` and ``meta_adam`` skips meta-training (the rule against Adam only)."""
+    ``meta`` and ``meta_adam`` skips meta-training (the rule against Adam only).
+    ``hypergradient_lr`` overrides the rule's default step (``MetaOptimizer``'s 0.01)."""
     unknown = set(variants) - set(VARIANTS)
     if unknown or "adam" not in variants:
         raise ValueError(f"variants: need 'adam' and names from {VARIANTS}, got {variants}")
@@ -132,16 +148,13 @@ def run(
     train_tasks, held_out = tasks(family, n_collocation)
     if test is not None:
         held_out = held_out[:test]
-    boundary = BoundaryConfig(enforcement="hard" if spec["hard"] else "soft")
-    base = TrainingConfig(
-        learning_rate=spec["learning_rate"], boundary_config=boundary, verbose=False, seed=seed
+    base, network = _setup(spec, seed)
+    rule = {} if hypergradient_lr is None else {"hypergradient_lr": hypergradient_lr}
+    spec["hypergradient_lr"] = rule.get(
+        "hypergradient_lr", MetaOptimizer().settings["hypergradient_lr"]
     )
-
-    def network():
-        return StandardMLP(spec["layers"], activation="tanh", rngs=nnx.Rngs(seed))
-
     t0 = time.perf_counter()
-    meta, record = MetaOptimizer(), None
+    meta, record = MetaOptimizer(**rule), None
     if {"meta", "meta_adam"} & set(variants):
         record = meta.meta_train(
             train_tasks,
@@ -156,7 +169,7 @@ def run(
     meta_seconds = time.perf_counter() - t0
     optimizers = {
         "adam": None,
-        "hypergradient": MetaOptimizer(),
+        "hypergradient": MetaOptimizer(**rule),
         "meta": meta,
         "meta_adam": meta.with_rule("adam"),
     }
@@ -201,6 +214,66 @@ def run(
         out["inner_loss_first"] = record.iterations[0]["inner_loss"]
         out["inner_loss_last"] = record.iterations[-1]["inner_loss"]
     out["seconds"] = meta_seconds + train_seconds
+    return out
+
+
+#: Adam learning-rate schedules set against the family's constant rate (the first entry):
+#: ``name: (base rate, OptimizerConfig fields)``. Exponential decay and cosine run over the
+#: whole budget.
+SCHEDULES: dict[str, tuple[float, dict[str, Any]]] = {
+    "constant 1e-3": (1e-3, {}),
+    "constant 3e-3": (3e-3, {}),
+    "3e-3 exponential to 3e-4": (3e-3, {"schedule": "exponential", "decay_rate": 0.1}),
+    "1e-2 exponential to 3e-4": (1e-2, {"schedule": "exponential", "decay_rate": 0.03}),
+    "5e-3 cosine to 1e-4": (5e-3, {"schedule": "cosine", "cosine_alpha": 0.02}),
+}
+
+
+def adam_schedules(
+    family: str,
+    seed: int,
+    *,
+    schedules: dict[str, tuple[float, dict[str, Any]]] | None = None,
+    test: int | None = None,
+    steps: int | None = None,
+) -> dict[str, Any]:
+    """Plain Adam from the standard initialisation under several learning-rate schedules
+    on the held-out tasks: how many steps each needs to reach the first schedule's final
+    error (``speedup``: budget over that step, 0 if never). This tells whether the
+    baseline's final error is a floor that no tuning of Adam reaches much sooner, which
+    bounds what any optimizer can show in steps-to-that-error.
+    """
+    schedules = dict(schedules or SCHEDULES)
+    spec = dict(FAMILIES[family])
+    if steps is not None:
+        spec["steps"] = steps
+    base, network = _setup(spec, seed)
+    _, held_out = tasks(family)
+    out: dict[str, Any] = {"tasks": {}, "schedules": {k: list(v) for k, v in schedules.items()}}
+    for task in held_out[:test]:
+        curves = {}
+        for name, (lr, fields) in schedules.items():
+            cfg = base.replace(
+                learning_rate=lr,
+                optimizer=dataclasses.replace(base.optimizer, **fields),
+                num_epochs=spec["steps"],
+                validation_frequency=spec["val_every"],
+            )
+            _, h = BasicTrainer(network(), cfg).train(problem=task.problem, val_data=task.reference)
+            curves[name] = [
+                [int(e), float(v)]
+                for e, v in zip(h["val_epoch"], h["val_relative_l2"], strict=True)
+            ]
+        first = next(iter(schedules))
+        target, budget = curves[first][-1][1], curves[first][-1][0]
+        out["tasks"][task.name] = {
+            "curves": curves,
+            "target": target,
+            "speedup": {
+                name: (0.0 if (hit := _steps_to(c, target)) is None else budget / hit)
+                for name, c in curves.items()
+            },
+        }
     return out
 
 

@@ -44,24 +44,34 @@ def sampler_for(
     n_candidates: int = 20000,
     start: int | None = None,
     stop: int | None = None,
+    k: float | None = None,
+    c: float | None = None,
 ):
-    """The sampler callback of ``method`` and the initial number of points."""
+    """The sampler callback of ``method`` and the initial number of points; ``k`` and ``c``
+    replace the method's density exponent and offset (RAD: 1, 1; RAR-D: 2, 0)."""
     if method == "fixed":
         return None, n_points
     if method == "resample":
+        if k is not None or c is not None:
+            raise ValueError("method 'resample' is RAD with k = 0: it takes no k or c")
         cfg = RADConfig(
             k=0.0, c=1.0, period=period, start=start, stop=stop, n_candidates=n_candidates
         )
         return RADSampler(domain, cfg), n_points
     if method == "rad":
         cfg = RADConfig(
-            k=1.0, c=1.0, period=period, start=start, stop=stop, n_candidates=n_candidates
+            k=1.0 if k is None else k,
+            c=1.0 if c is None else c,
+            period=period,
+            start=start,
+            stop=stop,
+            n_candidates=n_candidates,
         )
         return RADSampler(domain, cfg), n_points
     if method == "rard":
         cfg = RARDConfig(
-            k=2.0,
-            c=0.0,
+            k=2.0 if k is None else k,
+            c=0.0 if c is None else c,
             period=period,
             start=start,
             stop=stop,
@@ -89,6 +99,8 @@ def train(
     round_lbfgs: int = 500,
     round_lr: float = 2e-4,
     hidden: list[int] | None = None,
+    k: float | None = None,
+    c: float | None = None,
 ) -> dict:
     """One Burgers run with ``method``'s points; its relative L2 error and final points.
 
@@ -96,9 +108,12 @@ def train(
     Adam (``round_adam`` epochs at rate ``round_lr``) and L-BFGS (``round_lbfgs``), the
     round structure of Wu et al. (2023); set ``start`` and ``period`` so that resampling
     falls on the rounds' first epochs. ``stop``: no round after this epoch. ``hidden``:
-    hidden widths replacing ``[32] * 4``."""
+    hidden widths replacing ``[32] * 4``. ``k``, ``c``: the density's exponent and offset
+    (default: the method's, see :func:`sampler_for`)."""
     problem = burgers.problem(n_collocation=n_points, n_boundary=256, seed=seed)
-    sampler, n0 = sampler_for(method, problem.domain, period, n_points, n_candidates, start, stop)
+    sampler, n0 = sampler_for(
+        method, problem.domain, period, n_points, n_candidates, start, stop, k, c
+    )
     problem = dataclasses.replace(problem, n_collocation=n0, sampling="uniform")
     gx, gu = burgers_reference(256, 101)
     cfg = TrainingConfig(
@@ -139,6 +154,7 @@ def train(
         "seed": seed,
         "boundary": "hard" if hard else "soft",
         "layers": layers,
+        "density": None if sampler is None else {"k": sampler.config.k, "c": sampler.config.c},
         "relative_l2": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu)),
         "seconds": seconds,
         "final_points": int(h["collocation_points"][-1]) if "collocation_points" in h else n0,
