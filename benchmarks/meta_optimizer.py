@@ -37,13 +37,14 @@ def table(summary: dict) -> str:
     head = ["held-out task"] + [f"{LABELS[v]} final" for v in variants]
     head += [f"speed-up {LABELS[v]}" for v in variants[1:]]
     if "median_ratio_final" in first:
-        head.append("HD/Adam at 1/4, 1/2, all steps")
+        head += ["HD/Adam at 1/4, 1/2, all steps", "HD/Adam worst (step)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in summary["tasks"].items():
         cells = [name] + [f"{r[f'{v}_final']:.2e}" for v in variants]
         cells += [f"{r[f'{v}_speedup']:.1f}x" for v in variants[1:]]
         if "median_ratio_final" in r:
             cells.append(", ".join(f"{r[f'median_ratio_{f}']:.2f}" for f in meta.CHECKPOINTS))
+            cells.append(f"{r['median_ratio_max']:.2f} ({r['median_ratio_max_step']})")
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("speedup_by_budget"):
         lines += [

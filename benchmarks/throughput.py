@@ -8,6 +8,12 @@ timings are whole ``trainer.train(...)`` calls, so they include the host loop, h
 metric read-back.
 
     python benchmarks/throughput.py            # full batch and minibatch, ~3 min on 2 cores
+    python benchmarks/throughput.py --only-lbfgs [--no-reuse]
+
+The L-BFGS case (full batch, ``optax.lbfgs``, rate 1) compares against the hand loop
+optax documents, which takes each step's loss and gradient from the previous line search
+(``optax.value_and_grad_from_state``); the Trainer does the same. ``--no-reuse`` turns that
+off in the Trainer (``Engine.reuse_line_search = False``) to measure what it saves.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 from opifex.bench.speed import LAYERS, bench_case, make_data  # noqa: E402
+from opifex.core.training.engine import Engine  # noqa: E402
 
 
 def main() -> None:
@@ -29,18 +36,28 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=4096)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--lbfgs-steps", type=int, default=500)
+    ap.add_argument("--only-lbfgs", action="store_true", help="run the L-BFGS case only")
+    ap.add_argument(
+        "--no-reuse", action="store_true", help="L-BFGS: the Trainer differentiates every step"
+    )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
+    if args.no_reuse:
+        Engine.reuse_line_search = False
     x, y = make_data(args.points)
     cases = [
-        ("full batch, 1 chunk", None, None),
-        ("full batch, 20 chunks", None, args.steps // 20),
-        ("minibatch 256, 1 chunk", 256, None),
-        ("minibatch 256, 25 chunks", 256, args.steps // 16 // 25),
+        ("full batch, 1 chunk", None, None, args.steps, "adam", 1e-3),
+        ("full batch, 20 chunks", None, args.steps // 20, args.steps, "adam", 1e-3),
+        ("minibatch 256, 1 chunk", 256, None, args.steps, "adam", 1e-3),
+        ("minibatch 256, 25 chunks", 256, args.steps // 16 // 25, args.steps, "adam", 1e-3),
     ]
+    if args.only_lbfgs:
+        cases = []
+    cases.append(("L-BFGS, full batch, 1 chunk", None, None, args.lbfgs_steps, "lbfgs", 1.0))
     rows = []
-    for name, bs, logf in cases:
-        rows.append(bench_case(name, x, y, bs, args.steps, args.repeats, logf))
+    for name, bs, logf, steps, opt, lr in cases:
+        rows.append(bench_case(name, x, y, bs, steps, args.repeats, logf, lr, opt))
         r = rows[-1]
         print(
             f"{r['case']:<26} hand {r['hand_steps_per_s']:8.0f} steps/s   "
@@ -56,6 +73,7 @@ def main() -> None:
         "device": str(jax.devices()[0]),
         "model": f"MLP {LAYERS} tanh",
         "repeats": args.repeats,
+        "reuse_line_search": Engine.reuse_line_search,
     }
     if args.out:
         with open(args.out, "w") as fh:

@@ -217,3 +217,27 @@ def test_adam_schedules_measures_steps_to_the_baseline_error():
     # the speed-up is the budget over the first evaluation at or below the target
     hit = next(s for s, e in task["curves"]["faster"] if e <= task["target"])
     assert task["speedup"]["faster"] == 100 / hit
+
+
+def test_meta_summary_ratios_of_seed_medians_at_every_evaluation():
+    from opifex.bench import meta
+
+    def seed(adam, hd):
+        curves = {"adam": list(zip([100, 200, 300, 400], adam, strict=True))}
+        curves["hypergradient"] = list(zip([100, 200, 300, 400], hd, strict=True))
+        return {"tasks": {"t": {"curves": curves, "hypergradient_speedup": 1.0}}}
+
+    runs = [
+        seed([1.0, 0.5, 0.4, 0.2], [1.0, 0.9, 0.2, 0.1]),
+        seed([1.0, 0.7, 0.6, 0.4], [1.0, 1.4, 0.3, 0.1]),
+        seed([1.0, 0.9, 0.8, 0.6], [1.0, 0.1, 0.4, 0.3]),
+    ]
+    s = meta.summarize(runs)
+    row = s["tasks"]["t"]
+    # medians: adam 1, 0.7, 0.6, 0.4; hypergradient 1, 0.9, 0.3, 0.1
+    assert row["median_ratio_quarter"] == pytest.approx(1.0)
+    assert row["median_ratio_half"] == pytest.approx(0.9 / 0.7)
+    assert row["median_ratio_final"] == pytest.approx(0.25)
+    assert row["median_ratio_max"] == pytest.approx(0.9 / 0.7)
+    assert row["median_ratio_max_step"] == 200
+    assert s["hypergradient_worst_median_ratio_all_steps"] == pytest.approx(0.9 / 0.7)

@@ -312,6 +312,15 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
                     for v in ("adam", "hypergradient")
                 }
                 row[f"median_ratio_{frac}"] = med["hypergradient"] / med["adam"]
+            # the same at every evaluation: the worst ratio and the step where it occurs
+            errs = {
+                v: np.median([[e for _, e in r["curves"][v]] for r in rs], axis=0)
+                for v in ("adam", "hypergradient")
+            }
+            ratios = errs["hypergradient"] / errs["adam"]
+            worst = int(np.argmax(ratios))
+            row["median_ratio_max"] = float(ratios[worst])
+            row["median_ratio_max_step"] = int(rs[0]["curves"]["adam"][worst][0])
         table[name] = row
     out: dict[str, Any] = {"tasks": table, "seeds": len(per_seed)}
     for v in variants[1:]:
@@ -324,6 +333,9 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
     if "hypergradient" in variants:
         out["hypergradient_worst_median_ratio"] = max(
             row[f"median_ratio_{f}"] for row in table.values() for f in CHECKPOINTS
+        )
+        out["hypergradient_worst_median_ratio_all_steps"] = max(
+            row["median_ratio_max"] for row in table.values()
         )
     by_budget = {}
     for b in budgets:

@@ -19,7 +19,7 @@ import jax.random as jr
 import optax
 from flax import nnx
 
-from opifex.core.training.config import TrainingConfig
+from opifex.core.training.config import OptimizerConfig, TrainingConfig
 from opifex.core.training.trainer import Trainer
 from opifex.neural.base import StandardMLP
 
@@ -32,15 +32,19 @@ def make_data(n: int):
     return x, y
 
 
-def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float, place=None):
+def hand_loop(
+    x, y, batch_size: int | None, epochs: int, lr: float, place=None, optimizer: str = "adam"
+):
     """The loop a careful user would write by hand; returns a timed-run callable.
 
     ``place``, if given, lays out the parameters and optimizer state (on a device mesh,
-    say; ``x`` and ``y`` are then expected already laid out)."""
+    say; ``x`` and ``y`` are then expected already laid out). ``optimizer="lbfgs"``:
+    ``optax.lbfgs`` (full batch) with the loss and gradient of each step taken from the
+    previous line search (``optax.value_and_grad_from_state``), as optax recommends."""
     model = StandardMLP(LAYERS, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)
-    tx = optax.adam(lr)
+    tx = optax.lbfgs(lr) if optimizer == "lbfgs" else optax.adam(lr)
     n = x.shape[0]
     bs = n if batch_size is None else batch_size
     spe = n // bs
@@ -50,8 +54,13 @@ def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float, place=None):
 
     def step(carry, batch):
         p, s = carry
-        loss, g = jax.value_and_grad(loss_fn)(p, *batch)
-        u, s = tx.update(g, s, p)
+        if optimizer == "lbfgs":
+            value_fn = lambda q: loss_fn(q, *batch)  # noqa: E731
+            loss, g = optax.value_and_grad_from_state(value_fn)(p, state=s)
+            u, s = tx.update(g, s, p, value=loss, grad=g, value_fn=value_fn)
+        else:
+            loss, g = jax.value_and_grad(loss_fn)(p, *batch)
+            u, s = tx.update(g, s, p)
         return (optax.apply_updates(p, u), s), loss
 
     def run_epochs(p, s, key, x, y):
@@ -88,12 +97,17 @@ def hand_loop(x, y, batch_size: int | None, epochs: int, lr: float, place=None):
     return timed
 
 
-def trainer_runner(x, y, batch_size, epochs, lr, log_frequency):
+def trainer_runner(x, y, batch_size, epochs, lr, log_frequency, optimizer: str = "adam"):
+    """A timed-run callable of ``Trainer.train`` and the trainer. With ``lbfgs`` every run
+    starts from the same initial weights (as the hand loop does): the line search's work
+    depends on where it starts."""
     model = StandardMLP(LAYERS, rngs=nnx.Rngs(0))
+    start = nnx.state(model, nnx.Param)
     cfg = TrainingConfig(
         num_epochs=epochs,
         batch_size=batch_size,
         learning_rate=lr,
+        optimizer=OptimizerConfig(name=optimizer),
         verbose=False,
         log_frequency=log_frequency,
     )
@@ -101,19 +115,21 @@ def trainer_runner(x, y, batch_size, epochs, lr, log_frequency):
     trainer.train((x, y))  # compile
 
     def timed():
+        if optimizer == "lbfgs":
+            nnx.update(trainer.model, start)
         t0 = time.perf_counter()
-        trainer.train((x, y))  # a new run from the current weights, compiled chunk reused
+        trainer.train((x, y))  # a new run, compiled chunk reused
         return time.perf_counter() - t0
 
     return timed, trainer
 
 
-def bench_case(name, x, y, batch_size, steps, repeats, log_frequency, lr=1e-3):
+def bench_case(name, x, y, batch_size, steps, repeats, log_frequency, lr=1e-3, optimizer="adam"):
     n = x.shape[0]
     spe = 1 if batch_size is None else n // batch_size
     epochs = steps // spe
-    hand = hand_loop(x, y, batch_size, epochs, lr)
-    opif, trainer = trainer_runner(x, y, batch_size, epochs, lr, log_frequency)
+    hand = hand_loop(x, y, batch_size, epochs, lr, optimizer=optimizer)
+    opif, trainer = trainer_runner(x, y, batch_size, epochs, lr, log_frequency, optimizer)
     t_hand, t_opif = [], []
     for _ in range(repeats):
         t_hand.append(hand())

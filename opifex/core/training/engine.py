@@ -117,6 +117,15 @@ def _promoted(terms: dict[str, jax.Array]) -> dict[str, jax.Array]:
     }
 
 
+def _stored_value(opt_state: Any) -> jax.Array | None:
+    """The line search's stored objective value in ``opt_state`` (``None`` if there is no
+    single one)."""
+    try:
+        return optax.tree.get(opt_state, "value")
+    except (KeyError, ValueError):
+        return None
+
+
 def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
@@ -171,6 +180,13 @@ class Engine:
         batch_size: minibatch size (``None`` or ``>= n_points``: full batch, no shuffling).
         shuffle: fresh permutation every epoch.
         uses_value_fn: pass ``value``, ``grad`` and ``value_fn`` to ``tx.update`` (L-BFGS).
+            The line search stores the loss and gradient at the point it accepts; on a fixed
+            full-batch objective (no weighting rule, no loss scaling) the next step takes
+            them from there instead of differentiating again (``optax.
+            value_and_grad_from_state``), which roughly halves the cost of an L-BFGS step.
+            A fresh or restarted line-search state (a new stage, resampled points) holds
+            ``inf`` and the step differentiates as usual. Set
+            :attr:`reuse_line_search` to ``False`` to always differentiate.
         eval_fn: evaluation function ``(model, data) -> metrics`` for :meth:`evaluate`.
         term_weights: initial weight of each loss term (default: 1 for every term).
         weighting: optional in-graph weighting rule.
@@ -200,6 +216,10 @@ class Engine:
         plan: a :class:`~opifex.core.training.distributed.MeshPlan`: the state, the
             minibatches and the metrics are pinned to its layouts inside the chunk.
     """
+
+    #: Take an L-BFGS step's loss and gradient from the line search of the step before
+    #: (see ``uses_value_fn``); ``False`` recomputes them (same values, twice the cost).
+    reuse_line_search: bool = True
 
     def __init__(
         self,
@@ -393,6 +413,45 @@ class Engine:
         terms = {k: mean(v) for k, v in terms.items()}
         return mean(losses), terms, reduce_metrics(metrics, used, frac), grads, new_ms
 
+    def _reuses_line_search(self, state: TrainState) -> bool:
+        """Whether this step may take its loss and gradient from the line search's state:
+        the objective must be the one the line search evaluated (full batch, weights
+        fixed between steps, no loss scaling). Trace-time decision."""
+        return (
+            self.reuse_line_search
+            and self.uses_value_fn
+            and self.full_batch
+            and self.weighting is None
+            and state.loss_scale.get("scale") is None
+            and _stored_value(state.opt_state) is not None
+        )
+
+    def _grads_from_line_search(self, state: TrainState, batch, weights, whole, key, total):
+        """:meth:`_grads` with the loss and gradient the line search of the previous step
+        computed at these parameters (optax stores them as ``value`` and ``grad``).
+
+        The per-term losses and objective metrics for the history still come from a
+        forward pass (no gradient), which XLA drops when nothing reads them (a single
+        term, no metrics). A non-finite stored value (a fresh or restarted line search)
+        falls back to :meth:`_grads`."""
+        value = optax.tree.get(state.opt_state, "value")
+        stored = optax.tree.get(state.opt_state, "grad")
+
+        def reuse(_):
+            model = nnx.merge(self.compute_graphdef, state.params, state.model_state)
+            terms, metrics = self.objective(model, batch, weights, whole, key)
+            new_ms = pure(nnx.split(model, nnx.Param, ...)[2])
+            grads = jax.tree.map(lambda g, p: g.astype(p.dtype), stored, state.params)
+            return value.astype(jnp.float32), _promoted(terms), metrics, grads, new_ms
+
+        def fresh(_):
+            loss, terms, metrics, grads, new_ms = self._grads(
+                state, batch, weights, whole, key, total
+            )
+            return loss.astype(jnp.float32), terms, metrics, grads, new_ms
+
+        return jax.lax.cond(jnp.isfinite(value), reuse, fresh, None)
+
     def _step(self, state: TrainState, batch, weights, whole):
         key, step_key, rule_key = jr.split(state.key, 3)
         lw = state.loss_weights["weights"]
@@ -402,9 +461,14 @@ class Engine:
 
         if self.plan is not None:
             batch, weights = self.plan.constrain_batch((batch, weights))
-        loss, terms, metrics, grads, new_ms = self._grads(
-            state, batch, weights, whole, step_key, total
-        )
+        if self._reuses_line_search(state):
+            loss, terms, metrics, grads, new_ms = self._grads_from_line_search(
+                state, batch, weights, whole, step_key, total
+            )
+        else:
+            loss, terms, metrics, grads, new_ms = self._grads(
+                state, batch, weights, whole, step_key, total
+            )
         state_params = state.params
         extra = {}
         if self.uses_value_fn:

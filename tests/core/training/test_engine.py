@@ -168,3 +168,51 @@ def test_lbfgs_runs_in_the_engine(bs):
     state = eng.init_state(params, rest, jr.key(0))
     state, m = eng.run_chunk(state, (x, 1.5 * x), n_epochs=5)
     np.testing.assert_allclose(float(state.params["w"][...]), 1.5, rtol=1e-4)
+
+
+def _two_terms(model, batch, weights, whole, key):
+    x, y = batch
+    pred = model(x)
+    terms = {"data": mse(pred, y, weights), "smooth": 0.1 * jnp.mean(pred**2)}
+    return terms, {"pred_max": jnp.max(pred)}
+
+
+@pytest.mark.parametrize("objective", [supervised, _two_terms])
+def test_lbfgs_reuses_the_line_search_gradient_with_the_same_trajectory(objective):
+    """The loss and gradient an L-BFGS step takes from the previous line search are those
+    of a fresh differentiation: same losses, gradient norms, per-term losses and metrics
+    step by step (up to float32 round-off), with the reuse switched on and off."""
+    from opifex.neural.base import StandardMLP
+
+    x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+    y = jnp.sin(3.0 * x)
+    runs = {}
+    for reuse in (True, False):
+        graphdef, params, rest = nnx.split(
+            StandardMLP([1, 8, 8, 1], rngs=nnx.Rngs(0)), nnx.Param, ...
+        )
+        tx = build_optimizer(OptimizerConfig(name="lbfgs"), 1.0, total_steps=20)
+        eng = Engine(graphdef, objective, tx, n_points=32, batch_size=None, uses_value_fn=True)
+        eng.reuse_line_search = reuse
+        state = eng.init_state(params, rest, jr.key(0))
+        assert eng._reuses_line_search(state) is reuse
+        state, m = eng.run_chunk(state, (x, y), n_epochs=6)
+        runs[reuse] = m
+    on, off = runs[True], runs[False]
+    assert float(on["loss"][-1]) < 0.5 * float(on["loss"][0])
+    for k in off:
+        np.testing.assert_allclose(on[k], off[k], rtol=2e-4, atol=1e-7, err_msg=k)
+
+
+def test_line_search_reuse_only_on_a_fixed_full_batch_objective():
+    graphdef, params, rest = nnx.split(Scalar(), nnx.Param, ...)
+    lbfgs = build_optimizer(OptimizerConfig(name="lbfgs"), 1.0, total_steps=20)
+    adam = build_optimizer(OptimizerConfig(name="adam"), 1e-3, total_steps=20)
+    cases = [
+        (lbfgs, dict(batch_size=None, uses_value_fn=True), True),
+        (lbfgs, dict(batch_size=3, uses_value_fn=True), False),  # a new minibatch each step
+        (adam, dict(batch_size=None), False),
+    ]
+    for tx, kw, want in cases:
+        eng = Engine(graphdef, supervised, tx, n_points=6, **kw)
+        assert eng._reuses_line_search(eng.init_state(params, rest, jr.key(0))) is want
