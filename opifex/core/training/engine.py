@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -218,8 +219,11 @@ class Engine:
     """
 
     #: Take an L-BFGS step's loss and gradient from the line search of the step before
-    #: (see ``uses_value_fn``); ``False`` recomputes them (same values, twice the cost).
-    reuse_line_search: bool = True
+    #: (see ``uses_value_fn``); ``False`` recomputes them: the same values up to float
+    #: round-off, at about 1.6x the cost. The environment variable ``OPIFEX_LBFGS_REUSE=0``
+    #: sets ``False`` for a whole process, which reproduces bit for bit the L-BFGS figures
+    #: measured before this reuse existed (round-off differences grow along an L-BFGS run).
+    reuse_line_search: bool = os.environ.get("OPIFEX_LBFGS_REUSE", "1") != "0"
 
     def __init__(
         self,

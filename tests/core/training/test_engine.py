@@ -216,3 +216,17 @@ def test_line_search_reuse_only_on_a_fixed_full_batch_objective():
     for tx, kw, want in cases:
         eng = Engine(graphdef, supervised, tx, n_points=6, **kw)
         assert eng._reuses_line_search(eng.init_state(params, rest, jr.key(0))) is want
+
+
+def test_environment_switch_turns_line_search_reuse_off():
+    import os
+    import subprocess
+    import sys
+
+    code = "from opifex.core.training.engine import Engine; print(Engine.reuse_line_search)"
+    for value, want in (("0", "False"), ("1", "True")):
+        env = {**os.environ, "OPIFEX_LBFGS_REUSE": value, "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == want
