@@ -184,7 +184,7 @@ class Engine:
             The line search stores the loss and gradient at the point it accepts; on a fixed
             full-batch objective (no weighting rule, no loss scaling) the next step takes
             them from there instead of differentiating again (``optax.
-            value_and_grad_from_state``), which roughly halves the cost of an L-BFGS step.
+            value_and_grad_from_state``), which saves one gradient evaluation per step.
             A fresh or restarted line-search state (a new stage, resampled points) holds
             ``inf`` and the step differentiates as usual. Set
             :attr:`reuse_line_search` to ``False`` to always differentiate.
@@ -220,9 +220,10 @@ class Engine:
 
     #: Take an L-BFGS step's loss and gradient from the line search of the step before
     #: (see ``uses_value_fn``); ``False`` recomputes them: the same values up to float
-    #: round-off, at about 1.6x the cost. The environment variable ``OPIFEX_LBFGS_REUSE=0``
-    #: sets ``False`` for a whole process, which reproduces bit for bit the L-BFGS figures
-    #: measured before this reuse existed (round-off differences grow along an L-BFGS run).
+    #: round-off, at one more gradient evaluation per step. The environment variable
+    #: ``OPIFEX_LBFGS_REUSE=0`` sets ``False`` for a whole process, which reproduces bit for
+    #: bit the L-BFGS figures measured before this reuse existed (round-off differences
+    #: grow along an L-BFGS run).
     reuse_line_search: bool = os.environ.get("OPIFEX_LBFGS_REUSE", "1") != "0"
 
     def __init__(
