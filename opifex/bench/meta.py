@@ -150,11 +150,9 @@ def run(
         held_out = held_out[:test]
     base, network = _setup(spec, seed)
     rule = {} if hypergradient_lr is None else {"hypergradient_lr": hypergradient_lr}
-    spec["hypergradient_lr"] = rule.get(
-        "hypergradient_lr", MetaOptimizer().settings["hypergradient_lr"]
-    )
-    t0 = time.perf_counter()
     meta, record = MetaOptimizer(**rule), None
+    spec["hypergradient_lr"] = meta.settings["hypergradient_lr"]
+    t0 = time.perf_counter()
     if {"meta", "meta_adam"} & set(variants):
         record = meta.meta_train(
             train_tasks,
@@ -169,7 +167,7 @@ def run(
     meta_seconds = time.perf_counter() - t0
     optimizers = {
         "adam": None,
-        "hypergradient": MetaOptimizer(**rule),
+        "hypergradient": meta.rule_only(),
         "meta": meta,
         "meta_adam": meta.with_rule("adam"),
     }
@@ -265,25 +263,25 @@ def adam_schedules(
                 for e, v in zip(h["val_epoch"], h["val_relative_l2"], strict=True)
             ]
         first = next(iter(schedules))
-        target, budget = curves[first][-1][1], curves[first][-1][0]
+        budget = curves[first][-1][0]
         out["tasks"][task.name] = {
             "curves": curves,
-            "target": target,
-            "speedup": {
-                name: (0.0 if (hit := _steps_to(c, target)) is None else budget / hit)
-                for name, c in curves.items()
-            },
+            "target": curves[first][-1][1],
+            "speedup": {name: speedup_at(curves, name, budget, first) for name in curves},
         }
     return out
 
 
-def speedup_at(curves: dict[str, list], variant: str, budget: int) -> float | None:
-    """``budget`` over the first step at which ``variant`` is at or below Adam's error at
-    step ``budget`` (0 if never; ``None`` if Adam was not evaluated at ``budget``)."""
-    adam = dict((int(s), e) for s, e in curves["adam"])
-    if budget not in adam:
+def speedup_at(
+    curves: dict[str, list], variant: str, budget: int, baseline: str = "adam"
+) -> float | None:
+    """``budget`` over the first step at which ``variant`` is at or below ``baseline``'s
+    error at step ``budget`` (0 if never; ``None`` if the baseline was not evaluated at
+    ``budget``)."""
+    base = dict((int(s), e) for s, e in curves[baseline])
+    if budget not in base:
         return None
-    hit = _steps_to(curves[variant], adam[budget])
+    hit = _steps_to(curves[variant], base[budget])
     return 0.0 if hit is None else budget / hit
 
 
@@ -304,20 +302,15 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
             if v != "adam":
                 row[f"{v}_speedup"] = float(np.median([r[f"{v}_speedup"] for r in rs]))
         if "hypergradient" in variants:
-            # the ratio of the seeds' median errors at each checkpoint
-            idx = _checkpoints(len(rs[0]["curves"]["adam"]))
-            for frac, i in zip(CHECKPOINTS, idx, strict=True):
-                med = {
-                    v: float(np.median([r["curves"][v][i][1] for r in rs]))
-                    for v in ("adam", "hypergradient")
-                }
-                row[f"median_ratio_{frac}"] = med["hypergradient"] / med["adam"]
-            # the same at every evaluation: the worst ratio and the step where it occurs
+            # the ratio of the seeds' median errors at every evaluation: at the checkpoints,
+            # and the worst one with the step where it occurs
             errs = {
                 v: np.median([[e for _, e in r["curves"][v]] for r in rs], axis=0)
                 for v in ("adam", "hypergradient")
             }
             ratios = errs["hypergradient"] / errs["adam"]
+            for frac, i in zip(CHECKPOINTS, _checkpoints(len(ratios)), strict=True):
+                row[f"median_ratio_{frac}"] = float(ratios[i])
             worst = int(np.argmax(ratios))
             row["median_ratio_max"] = float(ratios[worst])
             row["median_ratio_max_step"] = int(rs[0]["curves"]["adam"][worst][0])

@@ -439,7 +439,7 @@ class Engine:
         forward pass (no gradient), which XLA drops when nothing reads them (a single
         term, no metrics). A non-finite stored value (a fresh or restarted line search)
         falls back to :meth:`_grads`."""
-        value = optax.tree.get(state.opt_state, "value")
+        value = _stored_value(state.opt_state)
         stored = optax.tree.get(state.opt_state, "grad")
 
         def reuse(_):
@@ -466,14 +466,10 @@ class Engine:
 
         if self.plan is not None:
             batch, weights = self.plan.constrain_batch((batch, weights))
-        if self._reuses_line_search(state):
-            loss, terms, metrics, grads, new_ms = self._grads_from_line_search(
-                state, batch, weights, whole, step_key, total
-            )
-        else:
-            loss, terms, metrics, grads, new_ms = self._grads(
-                state, batch, weights, whole, step_key, total
-            )
+        grads_of = self._grads_from_line_search if self._reuses_line_search(state) else self._grads
+        loss, terms, metrics, grads, new_ms = grads_of(
+            state, batch, weights, whole, step_key, total
+        )
         state_params = state.params
         extra = {}
         if self.uses_value_fn:
