@@ -205,6 +205,7 @@ def test_learned_initialisation_speeds_up_held_out_tasks(quiet_config):
     )
     assert np.all(np.isfinite([r["inner_loss"] for r in meta.result.iterations]))
     cfg = quiet_config(num_epochs=400, learning_rate=1e-2, validation_frequency=400)
+    ratios = []
     for task in held_out:
         errs = {}
         for name, m in (("standard", MetaOptimizer()), ("learned", meta)):
@@ -213,7 +214,14 @@ def test_learned_initialisation_speeds_up_held_out_tasks(quiet_config):
                 problem=task.problem, val_data=task.reference
             )
             errs[name] = h["val_relative_l2"][-1]
-        assert errs["learned"] < 0.6 * errs["standard"], (task.name, errs)
+        # every held-out task is solved from the learned start (the standard start fails
+        # the higher frequency: relative L2 near 1.4 after the same 400 steps) ...
+        assert errs["learned"] < 0.05, (task.name, errs)
+        ratios.append(errs["learned"] / errs["standard"])
+    # ... and over the held-out tasks the learned start wins by a wide margin (geometric
+    # mean of the error ratios 0.09-0.12; the easy task alone is a tie within round-off,
+    # 0.6-1.4 depending on XLA's fusion choices, so no claim is made task by task)
+    assert np.exp(np.mean(np.log(ratios))) < 0.3, ratios
 
 
 def test_save_load_roundtrip_and_architecture_check(quiet_config, tmp_path):
