@@ -947,7 +947,9 @@ class Trainer:
                 if copy_due:
                     pending[-1][4] = copy_tree(self._state)
                     copy_due = False
-                k = min(chunk, stop_s - epoch)
+                # chunks keep to the grid of multiples of ``chunk`` (every period is one),
+                # also after a stage that ends off the grid, a resume or a rewind
+                k = min(chunk - epoch % chunk, stop_s - epoch)
                 traces = engine.trace_count
                 self._state, metrics = engine.run_chunk(self._state, train, whole, n_epochs=k)
                 pending.append([epoch, k, metrics, engine.trace_count != traces, None])

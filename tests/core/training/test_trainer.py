@@ -106,6 +106,25 @@ def test_validation_epochs_include_the_last(quiet_config):
     assert h["val_epoch"] == [3, 6, 9, 10]
 
 
+def test_periods_count_the_global_epoch_across_stages_off_their_grid(quiet_config, tmp_path):
+    """A stage that ends off the period grid (Adam 10 epochs, periods of 4) does not shift
+    the later boundaries: validation, checkpoints and logs stay at multiples of 4."""
+    from opifex.core.training.config import OptimizerStage
+
+    x, y, _ = linear_data(16)
+    cfg = quiet_config(
+        num_epochs=10,
+        validation_frequency=4,
+        checkpoint_frequency=4,
+        checkpoint=CheckpointConfig(directory=str(tmp_path / "ck"), max_to_keep=10),
+        stages=(OptimizerStage(num_epochs=11),),
+    )
+    t = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg)
+    _, h = t.train((x, y), (x, y))
+    assert h["val_epoch"] == [4, 8, 12, 16, 20, 21]
+    assert t._store.steps() == [4, 8, 12, 16, 20, 21]  # and the last
+
+
 class ZeroLinear(nnx.Module):
     def __init__(self):
         self.w = nnx.Param(jnp.zeros(()))
