@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from opifex.core.conditions import InitialCondition, PeriodicBC
-from opifex.core.physics.derivatives import partial
+from opifex.core.physics.derivatives import partial, second_along
 from opifex.core.physics.losses import PhysicsLossConfig
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.geometry import Interval, TimeDomain
@@ -105,8 +105,8 @@ def residual(eps: float = EPS):
     """Per-point residual ``u_t - eps u_xx + 5 u^3 - 5 u`` (forward-mode derivatives)."""
 
     def r(u, p):
-        val = u(p)
-        return partial(u, 1)(p) - eps * partial(u, 0, 0)(p) + 5.0 * val**3 - 5.0 * val
+        val, _, u_xx = second_along(u, 0)(p)
+        return partial(u, 1)(p) - eps * u_xx + 5.0 * val**3 - 5.0 * val
 
     return r
 

