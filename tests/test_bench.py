@@ -54,6 +54,38 @@ def test_run_case_median_band_and_params():
     assert one["values"] == pytest.approx([0.6]) and "--seeds 1" in one["command"]
 
 
+def test_overrides_replace_budget_parameters_and_show_in_the_command():
+    record, _ = run_case(_case([0.1, 0.3, 0.2]), "quick", overrides={"scale": 3.0})
+    assert record["values"] == pytest.approx([0.3, 0.9, 0.6])
+    assert record["params"] == {"scale": 3.0} and record["overrides"] == {"scale": 3.0}
+    assert record["command"] == "opifex bench toy --suite quick --set scale=3.0"
+    assert run_case(_case([0.1]), "quick", seeds=[0])[0]["overrides"] == {}
+    with pytest.raises(ValueError, match="no budget parameter 'n_points'; its parameters: scale"):
+        run_case(_case([0.1]), "quick", overrides={"n_points": 10})
+
+
+def test_cli_set_parses_yaml_values_and_rejects_unknown_keys(tmp_path, capsys):
+    from opifex.bench.cli import parse_overrides
+
+    assert parse_overrides(["adam=3000", "hard=false", "hidden=[64, 64]", "lr=1e-3"]) == {
+        "adam": 3000,
+        "hard": False,
+        "hidden": [64, 64],
+        "lr": 1e-3,
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["adam"])
+    out = tmp_path / "res"
+    argv = ["recovery-nan-batch", "--suite", "quick", "--seeds", "0", "--set", "epochs=60"]
+    bench_main([*argv, "--out", str(out), "--quiet", "--no-plots"])
+    rec = json.loads((out / "results.json").read_text())["cases"]["recovery-nan-batch"]
+    assert rec["params"] == {"epochs": 60} and "--set epochs=60" in rec["command"]
+    for bad in (["--set", "n_collocation=10"], ["--set", "epochs"]):
+        with pytest.raises(SystemExit):
+            bench_main(["recovery-nan-batch", "--suite", "quick", *bad])
+    assert "no budget parameter 'n_collocation'" in capsys.readouterr().err
+
+
 def test_resolve_suites_and_cases():
     quick = resolve(["quick"], None)
     assert {c.name for c, _ in quick} == {c.name for c in CASES.values() if "quick" in c.budgets}

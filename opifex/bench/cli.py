@@ -3,6 +3,7 @@
     opifex bench quick                      # the CI suite: small budgets, bands checked
     opifex bench cpu --out results/cpu      # the full CPU tier
     opifex bench pinn-burgers --suite quick --seeds 0 1 2
+    opifex bench pinn-burgers --set n_collocation=4000   # a budget variant
     opifex bench --list
     opifex bench --compare results/2026-11-01 results/2026-11-22
 
@@ -37,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="result folder (default: results/<date>)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per case only)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="replace a budget parameter of the named cases (VALUE is YAML: 4000, true, "
+        "[64, 64]); repeatable, e.g. --set n_collocation=4000 --set adam=3000",
+    )
     p.add_argument("--list", action="store_true", help="list the cases and their suites")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two result folders")
     p.add_argument(
@@ -54,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from opifex.bench import CASES, compare, load_results, resolve, run_cases
+    from opifex.bench.core import check_overrides
 
     if args.list:
         for c in CASES.values():
@@ -75,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("name a suite (quick, cpu, gpu) or case, or use --list / --compare")
     try:
         pairs = resolve(args.names, args.suite)
+        overrides = parse_overrides(args.overrides)
+        for case, _ in pairs:
+            check_overrides(case, overrides)
     except ValueError as e:
         p.error(str(e))
     from opifex.bench.core import default_out_dir
@@ -91,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             plots=not args.no_plots,
             progress=not args.quiet,
             argv=argv,
+            overrides=overrides,
         )
     finally:
         logger.setLevel(level)
@@ -101,3 +116,26 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; outside: {', '.join(failed)}" if failed else "")
     )
     return 1 if failed else 0
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["n_collocation=4000", "hard=false"]`` -> ``{"n_collocation": 4000, "hard": False}``
+    (values are YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            v = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {key.strip()}: value {value!r} is not valid YAML ({e})") from e
+        if isinstance(v, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        out[key.strip()] = v
+    return out

@@ -159,13 +159,34 @@ def _number(x: Any) -> float:
     return math.nan if x is None else float(x)
 
 
+def check_overrides(case: Case, overrides: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless every key of ``overrides`` is a budget parameter of
+    ``case`` (in any of its suites)."""
+    known = {k for b in case.budgets.values() for k in b.params}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"--set: case {case.name!r} has no budget parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
 def run_case(
-    case: Case, suite: str, seeds: Sequence[int] | None = None, progress: Any = None
+    case: Case,
+    suite: str,
+    seeds: Sequence[int] | None = None,
+    progress: Any = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Run ``case`` with its ``suite`` budget; returns the JSON record and the raw outcomes."""
+    """Run ``case`` with its ``suite`` budget; returns the JSON record and the raw outcomes.
+
+    ``overrides`` replace budget parameters (``opifex bench CASE --set KEY=VALUE``); the
+    record's ``params`` and ``command`` show them, and its band is still the budget's."""
     budget = case.budgets[suite]
     seeds = tuple(budget.seeds if seeds is None else seeds)
-    params = dict(budget.params)
+    overrides = dict(overrides or {})
+    check_overrides(case, overrides)
+    params = {**budget.params, **overrides}
     t0 = time.perf_counter()
     shared = case.setup(**params) if case.setup is not None else None
     setup_s = time.perf_counter() - t0
@@ -185,6 +206,8 @@ def run_case(
     command = f"opifex bench {case.name} --suite {suite}"
     if seeds != tuple(budget.seeds):
         command += " --seeds " + " ".join(map(str, seeds))
+    for k, v in overrides.items():
+        command += " --set " + shlex.quote(f"{k}={json.dumps(_jsonable(v))}")
     record = {
         "case": case.name,
         "title": case.title,
@@ -193,6 +216,7 @@ def run_case(
         "suite": suite,
         "seeds": list(seeds),
         "params": params,
+        "overrides": overrides,
         "band": list(budget.band),
         "median": median,
         "values": values,
@@ -327,10 +351,14 @@ def run_cases(
     verbose: bool = True,
     progress: bool = True,
     argv: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
 ) -> list[dict]:
     """Run each ``(case, suite)``, write the result folder after each case, return records.
 
-    ``progress`` shows a progress bar over the runs; ``verbose`` prints a line per case."""
+    ``progress`` shows a progress bar over the runs; ``verbose`` prints a line per case;
+    ``overrides`` replace budget parameters of every case (checked before any runs)."""
+    for case, _ in pairs:
+        check_overrides(case, overrides or {})
     from tqdm.auto import tqdm
 
     total = sum(len(seeds or c.budgets[s].seeds) for c, s in pairs)
@@ -339,7 +367,7 @@ def run_cases(
     records = []
     with tqdm(total=total, disable=not progress, unit="run", file=sys.stderr) as bar:
         for case, suite in pairs:
-            record, outcomes = run_case(case, suite, seeds, bar)
+            record, outcomes = run_case(case, suite, seeds, bar, overrides)
             if plots and out_dir is not None:
                 from opifex.bench import plots as plotting
 
