@@ -108,7 +108,7 @@ def test_validation_epochs_include_the_last(quiet_config):
 
 def test_periods_count_the_global_epoch_across_stages_off_their_grid(quiet_config, tmp_path):
     """A stage that ends off the period grid (Adam 10 epochs, periods of 4) does not shift
-    the later boundaries: validation, checkpoints and logs stay at multiples of 4."""
+    the later boundaries: validation and checkpoints stay at multiples of 4."""
     from opifex.core.training.config import OptimizerStage
 
     x, y, _ = linear_data(16)
