@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--round-adam", type=int, default=500, help="Adam epochs per round")
     ap.add_argument("--round-lbfgs", type=int, default=500, help="L-BFGS epochs per round")
     ap.add_argument("--round-lr", type=float, default=2e-4, help="Adam rate in the rounds")
+    ap.add_argument("--lbfgs-memory", type=int, default=10, help="L-BFGS history length")
     ap.add_argument(
         "--hard", action="store_true", help="build the Dirichlet/initial data into the model"
     )
@@ -74,6 +75,7 @@ def main() -> None:
                 round_adam=args.round_adam,
                 round_lbfgs=args.round_lbfgs,
                 round_lr=args.round_lr,
+                lbfgs_memory=args.lbfgs_memory,
             )
             r.pop("arrays")
             rows.append(r)

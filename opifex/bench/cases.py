@@ -270,17 +270,30 @@ register(
         budgets={
             "quick": Budget(
                 (0,),
-                {"methods": ("rad",), "adam": 1500, "lbfgs": 300, "period": 300, "hard": True},
+                {
+                    "methods": ("rad",),
+                    "adam": 1500,
+                    "lbfgs": 300,
+                    "period": 300,
+                    "hard": True,
+                    "lbfgs_memory": 100,
+                },
                 (0, 0.2),
             ),
             "cpu": Budget(
                 (0, 1, 2),
-                {"adam": 6000, "lbfgs": 5000, "period": 1000, "hard": True},
+                {"adam": 6000, "lbfgs": 5000, "period": 500, "hard": True, "lbfgs_memory": 100},
                 (0, 1e-3),
             ),
             "gpu": Budget(
                 (0, 1, 2),
-                {"adam": 15000, "lbfgs": 15000, "period": 1000, "hard": True},
+                {
+                    "adam": 15000,
+                    "lbfgs": 15000,
+                    "period": 500,
+                    "hard": True,
+                    "lbfgs_memory": 100,
+                },
                 (0, 1e-3),
             ),
         },

@@ -101,6 +101,7 @@ def train(
     hidden: list[int] | None = None,
     k: float | None = None,
     c: float | None = None,
+    lbfgs_memory: int = 10,
 ) -> dict:
     """One Burgers run with ``method``'s points; its relative L2 error and final points.
 
@@ -109,13 +110,15 @@ def train(
     round structure of Wu et al. (2023); set ``start`` and ``period`` so that resampling
     falls on the rounds' first epochs. ``stop``: no round after this epoch. ``hidden``:
     hidden widths replacing ``[32] * 4``. ``k``, ``c``: the density's exponent and offset
-    (default: the method's, see :func:`sampler_for`)."""
+    (default: the method's, see :func:`sampler_for`). ``lbfgs_memory``: the L-BFGS history
+    length of every L-BFGS stage (DeepXDE, which Wu et al. used, passes 100 to SciPy)."""
     problem = burgers.problem(n_collocation=n_points, n_boundary=256, seed=seed)
     sampler, n0 = sampler_for(
         method, problem.domain, period, n_points, n_candidates, start, stop, k, c
     )
     problem = dataclasses.replace(problem, n_collocation=n0, sampling="uniform")
     gx, gu = burgers_reference(256, 101)
+    lbfgs_cfg = OptimizerConfig(name="lbfgs", lbfgs_memory_size=lbfgs_memory)
     cfg = TrainingConfig(
         num_epochs=adam,
         learning_rate=2e-3,
@@ -123,7 +126,7 @@ def train(
         verbose=False,
         validation_frequency=max((adam + lbfgs + rounds * (round_adam + round_lbfgs)) // 44, 1),
         optimizer=OptimizerConfig(name="adam", schedule="exponential", decay_rate=0.1),
-        stages=((OptimizerStage(num_epochs=lbfgs),) if lbfgs else ())
+        stages=((OptimizerStage(num_epochs=lbfgs, optimizer=lbfgs_cfg),) if lbfgs else ())
         + rounds
         * (
             OptimizerStage(
@@ -131,7 +134,7 @@ def train(
                 learning_rate=round_lr,
                 optimizer=OptimizerConfig(name="adam"),
             ),
-            OptimizerStage(num_epochs=round_lbfgs),
+            OptimizerStage(num_epochs=round_lbfgs, optimizer=lbfgs_cfg),
         ),
         boundary_config=BoundaryConfig(enforcement="hard" if hard else "soft"),
     )
@@ -155,6 +158,7 @@ def train(
         "boundary": "hard" if hard else "soft",
         "layers": layers,
         "density": None if sampler is None else {"k": sampler.config.k, "c": sampler.config.c},
+        "lbfgs_memory": lbfgs_memory,
         "relative_l2": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu)),
         "seconds": seconds,
         "final_points": int(h["collocation_points"][-1]) if "collocation_points" in h else n0,
