@@ -59,7 +59,9 @@ class OptimizerConfig(_ConfigBase):
         gradient_accumulation_steps: average gradients over this many minibatches before one
             optimizer update (``optax.MultiSteps``).
         lbfgs_memory_size: history length of L-BFGS (which uses a zoom line search; its
-            learning rate scales the search direction, 1.0 is the usual choice).
+            learning rate scales the search direction, 1.0 is the usual choice). 10 is
+            optax's default; PINN codes often keep more (DeepXDE: 100), and on Burgers with
+            RAD resampling 100 gave lower errors in fewer seconds (docs/adaptive_sampling.md).
     """
 
     name: str = "adam"
