@@ -165,7 +165,6 @@ def train(
     causal_epsilon: float = 1.0,
     resample: int = 0,
     harmonics: int = 10,
-    lbfgs_memory: int = 10,
 ) -> dict:
     """Train problem ``name`` with the shared recipe; the relative L2 error on its reference.
 
@@ -177,7 +176,6 @@ def train(
             (``PhysicsLossConfig.causal_chunks``; 0: off) and tolerance ``causal_epsilon``.
         resample: draw fresh uniform collocation points every ``resample`` epochs, inside
             the compiled chunk (RAD with ``k = 0``; 0: fixed Sobol points).
-        lbfgs_memory: the L-BFGS stage's history length.
     """
     kw = {} if n_collocation is None else {"n_collocation": n_collocation}
     if causal_chunks:
@@ -197,16 +195,7 @@ def train(
         verbose=False,
         validation_frequency=max((n_adam + n_lbfgs) // 10, 1),
         optimizer=OptimizerConfig(name="adam", schedule="exponential", decay_rate=0.1),
-        stages=(
-            (
-                OptimizerStage(
-                    num_epochs=n_lbfgs,
-                    optimizer=OptimizerConfig(name="lbfgs", lbfgs_memory_size=lbfgs_memory),
-                ),
-            )
-            if n_lbfgs
-            else ()
-        ),
+        stages=(OptimizerStage(num_epochs=n_lbfgs),) if n_lbfgs else (),
         boundary_config=BoundaryConfig(enforcement="hard" if hard else "soft"),
     )
     net = network(name, layers, seed, model=model, harmonics=harmonics)
@@ -226,7 +215,6 @@ def train(
         "seconds": seconds,
         "adam_epochs": n_adam,
         "lbfgs_epochs": n_lbfgs,
-        "lbfgs_memory": lbfgs_memory,
         "layers": layers,
         "boundary": "hard" if hard else "soft",
         "model": model,
