@@ -27,6 +27,7 @@ LABELS = {
     "hypergradient": "hypergradient",
     "meta": "meta (init + HD)",
     "meta_adam": "meta init + Adam",
+    "adam_null": f"Adam x{meta.NULL_FACTOR} (null)",
 }
 
 
@@ -38,6 +39,8 @@ def table(summary: dict) -> str:
     head += [f"speed-up {LABELS[v]}" for v in variants[1:]]
     if "median_ratio_final" in first:
         head += ["HD/Adam at 1/4, 1/2, all steps", "HD/Adam worst (step)"]
+    if "null_ratio_max" in first:
+        head += ["null/Adam worst (step)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in summary["tasks"].items():
         cells = [name] + [f"{r[f'{v}_final']:.2e}" for v in variants]
@@ -45,6 +48,8 @@ def table(summary: dict) -> str:
         if "median_ratio_final" in r:
             cells.append(", ".join(f"{r[f'median_ratio_{f}']:.2f}" for f in meta.CHECKPOINTS))
             cells.append(f"{r['median_ratio_max']:.2f} ({r['median_ratio_max_step']})")
+        if "null_ratio_max" in r:
+            cells.append(f"{r['null_ratio_max']:.2f} ({r['null_ratio_max_step']})")
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("speedup_by_budget"):
         lines += [
@@ -90,6 +95,30 @@ def _write(out: dict, a, default: str) -> str:
     return path
 
 
+def rescore_main(paths: list[str], budgets: tuple[int, ...]) -> int:
+    """Recompute per-seed figures and the summary of stored results (curves unchanged)."""
+    for path in paths:
+        with open(path) as f:
+            out = json.load(f)
+        if "runs" not in out:  # a single opifex.bench.meta.run result
+            meta.score(out)
+            print({k: v for k, v in out.items() if k.endswith(("speedup", "ratio_max"))})
+        elif "summary" not in out:  # --adam-schedules results
+            for run in out["runs"]:
+                for task in run["tasks"].values():
+                    task["speedup"] = meta.schedule_speedups(task["curves"])
+            print(schedules_table(out["runs"]))
+        else:
+            for run in out["runs"]:
+                meta.score(run)
+            out["summary"] = meta.summarize(out["runs"], budgets)
+            print(table(out["summary"]))
+        with open(path, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"rescored {path}")
+    return 0
+
+
 def schedules_main(a, argv) -> int:
     runs = []
     for seed in a.seeds:
@@ -114,14 +143,24 @@ def _command(argv) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("family", choices=sorted(meta.FAMILIES))
+    p.add_argument("family", nargs="?", choices=sorted(meta.FAMILIES))
+    p.add_argument(
+        "--rescore",
+        nargs="+",
+        metavar="JSON",
+        help="instead: recompute the figures of stored results from their curves, in place",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int)
     p.add_argument("--meta-iterations", type=int)
     p.add_argument("--inner-steps", type=int)
     p.add_argument("--learning-rate", type=float, help="override the family's 1e-3")
     p.add_argument("--hypergradient-lr", type=float, help="override the rule's step (default 0.01)")
-    p.add_argument("--variants", nargs="+", default=list(meta.VARIANTS), choices=meta.VARIANTS)
+    p.add_argument("--min-scale", type=float, help="the rule's lowest rate multiplier (0.01)")
+    p.add_argument("--max-scale", type=float, help="the rule's highest rate multiplier (100)")
+    p.add_argument(
+        "--variants", nargs="+", default=list(meta.DEFAULT_VARIANTS), choices=meta.VARIANTS
+    )
     p.add_argument(
         "--budgets",
         type=int,
@@ -137,6 +176,10 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="output file stem (default meta_optimizer_<family>)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     a = p.parse_args(argv)
+    if a.rescore:
+        return rescore_main(a.rescore, tuple(a.budgets))
+    if a.family is None:
+        p.error("give a family (or --rescore FILES)")
     if a.adam_schedules:
         return schedules_main(a, argv)
     runs = []
@@ -150,6 +193,11 @@ def main(argv=None) -> int:
             variants=tuple(a.variants),
             learning_rate=a.learning_rate,
             hypergradient_lr=a.hypergradient_lr,
+            rule_settings={
+                k: v
+                for k, v in (("min_scale", a.min_scale), ("max_scale", a.max_scale))
+                if v is not None
+            },
         )
         figures = {
             k: r[k] for k in ("speedup", "meta_adam_speedup", "hypergradient_ratio_max") if k in r

@@ -246,9 +246,36 @@ def test_adam_schedules_measures_steps_to_the_baseline_error():
     # deterministic runs: the same schedule reaches the target exactly at the budget
     assert task["curves"]["again"] == base
     assert task["speedup"]["base"] == task["speedup"]["again"] == 1.0
-    # the speed-up is the budget over the first evaluation at or below the target
+    # the speed-up: the baseline's first evaluation at or below its final error, over the
+    # first of the faster schedule
     hit = next(s for s, e in task["curves"]["faster"] if e <= task["target"])
-    assert task["speedup"]["faster"] == 100 / hit
+    own = next(s for s, e in base if e <= task["target"])
+    assert task["speedup"]["faster"] == own / hit
+
+
+def test_speedup_counts_the_baselines_own_steps_to_its_final_error():
+    from opifex.bench.meta import speedup_at
+
+    steps = [100, 200, 300, 400]
+
+    def curves(adam, other):
+        return {
+            "adam": list(zip(steps, adam, strict=True)),
+            "x": list(zip(steps, other, strict=True)),
+        }
+
+    # a baseline that keeps improving: budget over the variant's first hit
+    assert speedup_at(curves([1.0, 0.5, 0.2, 0.1], [0.5, 0.1, 0.05, 0.01]), "x", 400) == 2.0
+    # a baseline stuck on a plateau reached its final error at the first evaluation: a
+    # variant that matches it, or solves the task, gains nothing in steps-to-that-error
+    flat = [1.05, 1.05, 1.05, 1.05]
+    assert speedup_at(curves(flat, flat), "x", 400) == 1.0
+    assert speedup_at(curves(flat, [1.06, 0.3, 0.01, 0.001]), "x", 400) == 0.5
+    # never reached: 0; the baseline not evaluated at the budget: None
+    assert speedup_at(curves([1.0, 0.5, 0.2, 0.1], [2.0, 2.0, 2.0, 2.0]), "x", 400) == 0.0
+    assert speedup_at(curves(flat, flat), "x", 250) is None
+    # an earlier budget cuts the baseline's curve there
+    assert speedup_at(curves([1.0, 0.5, 0.2, 0.1], [0.5, 0.1, 0.05, 0.01]), "x", 200) == 2.0
 
 
 def test_meta_summary_ratios_of_seed_medians_at_every_evaluation():
@@ -273,3 +300,20 @@ def test_meta_summary_ratios_of_seed_medians_at_every_evaluation():
     assert row["median_ratio_max"] == pytest.approx(0.9 / 0.7)
     assert row["median_ratio_max_step"] == 200
     assert s["hypergradient_worst_median_ratio_all_steps"] == pytest.approx(0.9 / 0.7)
+
+
+def test_meta_null_variant_is_adam_at_a_hair_higher_rate():
+    from opifex.bench import meta
+
+    r = meta.run("poisson", 0, variants=("adam", "adam_null"), steps=100, test=1, val_every=50)
+    (task,) = r["tasks"].values()
+    adam = np.array(task["curves"]["adam"])
+    null = np.array(task["curves"]["adam_null"])
+    assert list(adam[:, 0]) == list(null[:, 0]) == [50, 100]
+    # a different run (the rate did change) that no one could tell from Adam this early
+    assert not np.array_equal(adam[:, 1], null[:, 1])
+    np.testing.assert_allclose(null[:, 1], adam[:, 1], rtol=1e-2)
+    s = meta.summarize([r])
+    row = s["tasks"][next(iter(s["tasks"]))]
+    assert row["null_ratio_max"] == pytest.approx(np.max(null[:, 1] / adam[:, 1]))
+    assert s["null_worst_median_ratio_all_steps"] == row["null_ratio_max"]

@@ -11,11 +11,17 @@ steps:
   no meta-training);
 * ``meta``: the learned initialisation with the hypergradient rule (the meta-trained
   optimizer);
-* ``meta_adam``: the learned initialisation with plain Adam (ablation).
+* ``meta_adam``: the learned initialisation with plain Adam (ablation);
+* ``adam_null``: plain Adam at :data:`NULL_FACTOR` times the rate, the standard
+  initialisation: an optimizer no user could tell from Adam. Its error ratio to Adam is the
+  null against which ``hypergradient / adam`` is read: how far apart two practically equal
+  optimizers drift at single evaluations of runs that escape plateaus or spike.
 
-Figures: ``speedup`` (``steps`` over the first evaluated step at which ``meta`` is at or
-below Adam's final error; 0 if it never is), the same for ``meta_adam``, and the error
-ratio ``hypergradient / adam`` at a quarter, half and all of the steps.
+Figures: ``speedup`` (the first evaluated step at which Adam is at or below its own final
+error, over the first at which ``meta`` is; 0 if it never is: :func:`speedup_at`), the same
+for ``meta_adam``, and the error ratio ``hypergradient / adam`` at a quarter, half and all
+of the steps. Until 2026-11-23 the numerator was the whole budget, which scored a run
+that merely matched a baseline stuck on a plateau at up to 40x (the null did too).
 
 Families (:data:`FAMILIES`):
 
@@ -74,7 +80,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
     ),
 }
 
-VARIANTS = ("adam", "hypergradient", "meta", "meta_adam")
+VARIANTS = ("adam", "hypergradient", "meta", "meta_adam", "adam_null")
+#: what :func:`run` trains unless told otherwise (the null only on request)
+DEFAULT_VARIANTS = VARIANTS[:4]
+#: ``adam_null``'s learning rate over the baseline's
+NULL_FACTOR = 1.001
+#: variants whose error is compared with Adam's at every evaluation
+RATIO_VARIANTS = ("hypergradient", "adam_null")
 CHECKPOINTS = ("quarter", "half", "final")
 
 
@@ -93,6 +105,11 @@ def _steps_to(curve: list[list[float]], target: float) -> float | None:
         if err <= target:
             return step
     return None
+
+
+def _budget(task_result: dict[str, Any]) -> int:
+    """The last evaluated step of the baseline's curve."""
+    return int(task_result["curves"]["adam"][-1][0])
 
 
 def _checkpoints(n: int) -> list[int]:
@@ -125,13 +142,15 @@ def run(
     val_every: int | None = None,
     n_collocation: int | None = None,
     test: int | None = None,
-    variants: tuple[str, ...] = VARIANTS,
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
     learning_rate: float | None = None,
     hypergradient_lr: float | None = None,
+    rule_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One seed of the family comparison (see the module docstring); ``variants`` without
     ``meta`` and ``meta_adam`` skips meta-training (the rule against Adam only).
-    ``hypergradient_lr`` overrides the rule's default step (``MetaOptimizer``'s 0.01)."""
+    ``hypergradient_lr`` overrides the rule's default step (``MetaOptimizer``'s 0.01);
+    ``rule_settings`` any other :class:`~opifex.optimization.MetaOptimizer` setting."""
     unknown = set(variants) - set(VARIANTS)
     if unknown or "adam" not in variants:
         raise ValueError(f"variants: need 'adam' and names from {VARIANTS}, got {variants}")
@@ -149,9 +168,12 @@ def run(
     if test is not None:
         held_out = held_out[:test]
     base, network = _setup(spec, seed)
-    rule = {} if hypergradient_lr is None else {"hypergradient_lr": hypergradient_lr}
+    rule = dict(rule_settings or {})
+    if hypergradient_lr is not None:
+        rule["hypergradient_lr"] = hypergradient_lr
     meta, record = MetaOptimizer(**rule), None
     spec["hypergradient_lr"] = meta.settings["hypergradient_lr"]
+    spec["rule_settings"] = dict(meta.settings)
     t0 = time.perf_counter()
     if {"meta", "meta_adam"} & set(variants):
         record = meta.meta_train(
@@ -170,6 +192,7 @@ def run(
         "hypergradient": meta.rule_only(),
         "meta": meta,
         "meta_adam": meta.with_rule("adam"),
+        "adam_null": None,
     }
     optimizers = {k: v for k, v in optimizers.items() if k in variants}
     cfg = base.replace(num_epochs=spec["steps"], validation_frequency=spec["val_every"])
@@ -179,7 +202,10 @@ def run(
         curves, seconds = {}, {}
         for name, opt in optimizers.items():
             t1 = time.perf_counter()
-            _, h = BasicTrainer(network(), cfg, meta_optimizer=opt).train(
+            run_cfg = cfg
+            if name == "adam_null":
+                run_cfg = cfg.replace(learning_rate=spec["learning_rate"] * NULL_FACTOR)
+            _, h = BasicTrainer(network(), run_cfg, meta_optimizer=opt).train(
                 problem=task.problem, val_data=task.reference
             )
             seconds[name] = time.perf_counter() - t1
@@ -188,31 +214,39 @@ def run(
                 for e, v in zip(h["val_epoch"], h["val_relative_l2"], strict=True)
             ]
         train_seconds += sum(seconds.values())
-        r: dict[str, Any] = {
-            "curves": curves,
-            "seconds": seconds,
-            "adam_final": curves["adam"][-1][1],
-        }
-        for name in [v for v in VARIANTS[1:] if v in variants]:
-            r[f"{name}_speedup"] = speedup_at(curves, name, int(curves["adam"][-1][0]))
-        if "hypergradient" in curves:
-            for frac, i in zip(CHECKPOINTS, _checkpoints(len(curves["adam"])), strict=True):
-                ratio = curves["hypergradient"][i][1] / curves["adam"][i][1]
-                r[f"hypergradient_ratio_{frac}"] = ratio
+        r = {"curves": curves, "seconds": seconds, "adam_final": curves["adam"][-1][1]}
         out["tasks"][task.name] = r
-    per_task = list(out["tasks"].values())
-    for name in ("meta", "meta_adam"):
-        if name in variants:
-            key = "speedup" if name == "meta" else "meta_adam_speedup"
-            out[key] = float(np.median([r[f"{name}_speedup"] for r in per_task]))
-    if "hypergradient" in variants:
-        ratios = [r[f"hypergradient_ratio_{f}"] for r in per_task for f in CHECKPOINTS]
-        out["hypergradient_ratio_max"] = float(max(ratios))
+    score(out)
     if record is not None:
         out["inner_loss_first"] = record.iterations[0]["inner_loss"]
         out["inner_loss_last"] = record.iterations[-1]["inner_loss"]
     out["seconds"] = meta_seconds + train_seconds
     return out
+
+
+def score(result: dict[str, Any]) -> dict[str, Any]:
+    """Set the figures of one seed's :func:`run` result from its stored curves (in place;
+    also used to re-score stored results when the definitions change): per task each
+    variant's ``<variant>_speedup`` and the ``<variant>_ratio_<checkpoint>`` of the ratio
+    variants; per seed the median ``speedup`` (meta), ``meta_adam_speedup`` and the
+    rule's worst checkpoint ratio ``hypergradient_ratio_max``."""
+    per_task = list(result["tasks"].values())
+    present = list(per_task[0]["curves"])
+    for r in per_task:
+        curves = r["curves"]
+        for name in [v for v in VARIANTS[1:] if v in present]:
+            r[f"{name}_speedup"] = speedup_at(curves, name, _budget(r))
+        for name in [v for v in RATIO_VARIANTS if v in present]:
+            for frac, i in zip(CHECKPOINTS, _checkpoints(len(curves["adam"])), strict=True):
+                r[f"{name}_ratio_{frac}"] = curves[name][i][1] / curves["adam"][i][1]
+    for name in ("meta", "meta_adam"):
+        if name in present:
+            key = "speedup" if name == "meta" else "meta_adam_speedup"
+            result[key] = float(np.median([r[f"{name}_speedup"] for r in per_task]))
+    if "hypergradient" in present:
+        ratios = [r[f"hypergradient_ratio_{f}"] for r in per_task for f in CHECKPOINTS]
+        result["hypergradient_ratio_max"] = float(max(ratios))
+    return result
 
 
 #: Adam learning-rate schedules set against the family's constant rate (the first entry):
@@ -237,7 +271,7 @@ def adam_schedules(
 ) -> dict[str, Any]:
     """Plain Adam from the standard initialisation under several learning-rate schedules
     on the held-out tasks: how many steps each needs to reach the first schedule's final
-    error (``speedup``: budget over that step, 0 if never). This tells whether the
+    error (``speedup``: :func:`speedup_at`, 0 if never). This tells whether the
     baseline's final error is a floor that no tuning of Adam reaches much sooner, which
     bounds what any optimizer can show in steps-to-that-error.
     """
@@ -263,26 +297,39 @@ def adam_schedules(
                 for e, v in zip(h["val_epoch"], h["val_relative_l2"], strict=True)
             ]
         first = next(iter(schedules))
-        budget = curves[first][-1][0]
         out["tasks"][task.name] = {
             "curves": curves,
             "target": curves[first][-1][1],
-            "speedup": {name: speedup_at(curves, name, budget, first) for name in curves},
+            "speedup": schedule_speedups(curves),
         }
     return out
+
+
+def schedule_speedups(curves: dict[str, list]) -> dict[str, float | None]:
+    """:func:`speedup_at` of every schedule against the first one, at its budget."""
+    first = next(iter(curves))
+    budget = int(curves[first][-1][0])
+    return {name: speedup_at(curves, name, budget, first) for name in curves}
 
 
 def speedup_at(
     curves: dict[str, list], variant: str, budget: int, baseline: str = "adam"
 ) -> float | None:
-    """``budget`` over the first step at which ``variant`` is at or below ``baseline``'s
-    error at step ``budget`` (0 if never; ``None`` if the baseline was not evaluated at
-    ``budget``)."""
-    base = dict((int(s), e) for s, e in curves[baseline])
-    if budget not in base:
+    """Steps the baseline needs to reach its own error at step ``budget``, over the steps
+    ``variant`` needs to reach it (first evaluations at or below it); 0 if ``variant`` never
+    does, ``None`` if the baseline was not evaluated at ``budget``.
+
+    The numerator is the baseline's first hit, not ``budget``: where the baseline sits on a
+    plateau (a PINN stuck on the trivial solution) it reached its final error long before
+    ``budget``, and a run that merely matches it must not score ``budget / 50``. An
+    optimizer identical to the baseline scores exactly 1.
+    """
+    base = [(int(s), e) for s, e in curves[baseline] if int(s) <= budget]
+    if not base or base[-1][0] != budget:
         return None
-    hit = _steps_to(curves[variant], base[budget])
-    return 0.0 if hit is None else budget / hit
+    target = base[-1][1]
+    hit = _steps_to(curves[variant], target)
+    return 0.0 if hit is None else _steps_to(base, target) / hit
 
 
 def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> dict[str, Any]:
@@ -300,27 +347,32 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
         for v in variants:
             row[f"{v}_final"] = float(np.median([r["curves"][v][-1][1] for r in rs]))
             if v != "adam":
-                row[f"{v}_speedup"] = float(np.median([r[f"{v}_speedup"] for r in rs]))
-        if "hypergradient" in variants:
-            # the ratio of the seeds' median errors at every evaluation: at the checkpoints,
-            # and the worst one with the step where it occurs
-            errs = {
-                v: np.median([[e for _, e in r["curves"][v]] for r in rs], axis=0)
-                for v in ("adam", "hypergradient")
-            }
-            ratios = errs["hypergradient"] / errs["adam"]
+                row[f"{v}_speedup"] = float(
+                    np.median([speedup_at(r["curves"], v, _budget(r)) for r in rs])
+                )
+        # the ratio of the seeds' median errors at every evaluation: at the checkpoints,
+        # and the worst one with the step where it occurs ("median_ratio_*" for the rule,
+        # "null_ratio_*" for adam_null)
+        adam = np.median([[e for _, e in r["curves"]["adam"]] for r in rs], axis=0)
+        for v, prefix in (("hypergradient", "median_ratio"), ("adam_null", "null_ratio")):
+            if v not in variants:
+                continue
+            ratios = np.median([[e for _, e in r["curves"][v]] for r in rs], axis=0) / adam
             for frac, i in zip(CHECKPOINTS, _checkpoints(len(ratios)), strict=True):
-                row[f"median_ratio_{frac}"] = float(ratios[i])
+                row[f"{prefix}_{frac}"] = float(ratios[i])
             worst = int(np.argmax(ratios))
-            row["median_ratio_max"] = float(ratios[worst])
-            row["median_ratio_max_step"] = int(rs[0]["curves"]["adam"][worst][0])
+            row[f"{prefix}_max"] = float(ratios[worst])
+            row[f"{prefix}_max_step"] = int(rs[0]["curves"]["adam"][worst][0])
         table[name] = row
     out: dict[str, Any] = {"tasks": table, "seeds": len(per_seed)}
     for v in variants[1:]:
         key = "speedup" if v == "meta" else f"{v}_speedup"
         out[f"{key}_median"] = float(
             np.median(
-                [np.median([t[f"{v}_speedup"] for t in s["tasks"].values()]) for s in per_seed]
+                [
+                    np.median([speedup_at(t["curves"], v, _budget(t)) for t in s["tasks"].values()])
+                    for s in per_seed
+                ]
             )
         )
     if "hypergradient" in variants:
@@ -329,6 +381,10 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
         )
         out["hypergradient_worst_median_ratio_all_steps"] = max(
             row["median_ratio_max"] for row in table.values()
+        )
+    if "adam_null" in variants:
+        out["null_worst_median_ratio_all_steps"] = max(
+            row["null_ratio_max"] for row in table.values()
         )
     by_budget = {}
     for b in budgets:
