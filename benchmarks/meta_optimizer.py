@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         "--budgets",
         type=int,
         nargs="*",
-        default=[250, 500, 1000, 2000, 3000],
+        default=[500, 1000, 2000, 3000, 4000, 8000],
         help="also report the speed-up against Adam stopped at these steps",
     )
     p.add_argument(

@@ -448,8 +448,9 @@ register(
                 {"steps": 600, "meta_iterations": 60, "inner_steps": 30, "test": 2},
                 (1.1, INF),  # measured 1.25 (2026-11-23); plain Adam gives exactly 1
             ),
-            "cpu": Budget((0, 1, 2), {}, (2.0, INF)),
-            "gpu": Budget((0, 1, 2), {}, (2.0, INF)),
+            # eight seeds: seeds 0-2 alone give 3.15x, seeds 3-7 0.93x (2026-11-23)
+            "cpu": Budget(tuple(range(8)), {}, (2.0, INF)),
+            "gpu": Budget(tuple(range(8)), {}, (2.0, INF)),
         },
     )
 )
