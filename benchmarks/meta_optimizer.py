@@ -192,10 +192,13 @@ def main(argv=None) -> int:
             inner_steps=a.inner_steps,
             variants=tuple(a.variants),
             learning_rate=a.learning_rate,
-            hypergradient_lr=a.hypergradient_lr,
             rule_settings={
                 k: v
-                for k, v in (("min_scale", a.min_scale), ("max_scale", a.max_scale))
+                for k, v in (
+                    ("hypergradient_lr", a.hypergradient_lr),
+                    ("min_scale", a.min_scale),
+                    ("max_scale", a.max_scale),
+                )
                 if v is not None
             },
         )

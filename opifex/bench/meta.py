@@ -146,13 +146,12 @@ def run(
     test: int | None = None,
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
     learning_rate: float | None = None,
-    hypergradient_lr: float | None = None,
     rule_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One seed of the family comparison (see the module docstring); ``variants`` without
     ``meta`` and ``meta_adam`` skips meta-training (the rule against Adam only).
-    ``hypergradient_lr`` overrides the rule's default step (``MetaOptimizer``'s 0.01);
-    ``rule_settings`` any other :class:`~opifex.optimization.MetaOptimizer` setting."""
+    ``rule_settings`` override :class:`~opifex.optimization.MetaOptimizer`'s defaults
+    (``hypergradient_lr``, ``min_scale``, ``max_scale``, ...)."""
     unknown = set(variants) - set(VARIANTS)
     if unknown or "adam" not in variants:
         raise ValueError(f"variants: need 'adam' and names from {VARIANTS}, got {variants}")
@@ -170,10 +169,7 @@ def run(
     if test is not None:
         held_out = held_out[:test]
     base, network = _setup(spec, seed)
-    rule = dict(rule_settings or {})
-    if hypergradient_lr is not None:
-        rule["hypergradient_lr"] = hypergradient_lr
-    meta, record = MetaOptimizer(**rule), None
+    meta, record = MetaOptimizer(**(rule_settings or {})), None
     spec["hypergradient_lr"] = meta.settings["hypergradient_lr"]
     spec["rule_settings"] = dict(meta.settings)
     t0 = time.perf_counter()
@@ -335,7 +331,7 @@ def speedup_at(
 
 
 def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> dict[str, Any]:
-    """Medians over seeds, per held-out task and overall.
+    """Medians over seeds, per held-out task and overall, of :func:`score`'s figures.
 
     ``speedup_by_budget`` repeats the steps-to-Adam's-error measurement with Adam stopped at
     each of ``budgets`` steps (median over tasks per seed, then over seeds).
@@ -349,9 +345,7 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
         for v in variants:
             row[f"{v}_final"] = float(np.median([r["curves"][v][-1][1] for r in rs]))
             if v != "adam":
-                row[f"{v}_speedup"] = float(
-                    np.median([speedup_at(r["curves"], v, _budget(r)) for r in rs])
-                )
+                row[f"{v}_speedup"] = float(np.median([r[f"{v}_speedup"] for r in rs]))
         # the ratio of the seeds' median errors at every evaluation: at the checkpoints,
         # and the worst one with the step where it occurs ("median_ratio_*" for the rule,
         # "null_ratio_*" for adam_null)
@@ -371,10 +365,7 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
         key = "speedup" if v == "meta" else f"{v}_speedup"
         out[f"{key}_median"] = float(
             np.median(
-                [
-                    np.median([speedup_at(t["curves"], v, _budget(t)) for t in s["tasks"].values()])
-                    for s in per_seed
-                ]
+                [np.median([t[f"{v}_speedup"] for t in s["tasks"].values()]) for s in per_seed]
             )
         )
     if "hypergradient" in variants:
