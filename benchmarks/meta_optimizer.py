@@ -28,6 +28,8 @@ LABELS = {
     "meta": "meta (init + HD)",
     "meta_adam": "meta init + Adam",
     "adam_null": f"Adam x{meta.NULL_FACTOR} (null)",
+    "learned": "learned rule",
+    "meta_learned": "meta (init + learned rule)",
 }
 
 
@@ -161,6 +163,9 @@ def main(argv=None) -> int:
     p.add_argument(
         "--variants", nargs="+", default=list(meta.DEFAULT_VARIANTS), choices=meta.VARIANTS
     )
+    p.add_argument("--rule-iterations", type=int, help="ES iterations of the learned rule")
+    p.add_argument("--rule-horizon", type=int, help="steps of each ES training run")
+    p.add_argument("--rule-pairs", type=int, help="antithetic pairs per ES iteration")
     p.add_argument(
         "--budgets",
         type=int,
@@ -192,6 +197,9 @@ def main(argv=None) -> int:
             inner_steps=a.inner_steps,
             variants=tuple(a.variants),
             learning_rate=a.learning_rate,
+            rule_iterations=a.rule_iterations,
+            rule_horizon=a.rule_horizon,
+            rule_pairs=a.rule_pairs,
             rule_settings={
                 k: v
                 for k, v in (
@@ -203,7 +211,15 @@ def main(argv=None) -> int:
             },
         )
         figures = {
-            k: r[k] for k in ("speedup", "meta_adam_speedup", "hypergradient_ratio_max") if k in r
+            k: r[k]
+            for k in (
+                "speedup",
+                "meta_adam_speedup",
+                "learned_speedup",
+                "meta_learned_speedup",
+                "hypergradient_ratio_max",
+            )
+            if k in r
         }
         print(f"seed {seed}: {figures} ({r['seconds']:.0f} s)", flush=True)
         runs.append(r)

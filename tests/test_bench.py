@@ -317,3 +317,37 @@ def test_meta_null_variant_is_adam_at_a_hair_higher_rate():
     row = s["tasks"][next(iter(s["tasks"]))]
     assert row["null_ratio_max"] == pytest.approx(np.max(null[:, 1] / adam[:, 1]))
     assert s["null_worst_median_ratio_all_steps"] == row["null_ratio_max"]
+
+
+def test_meta_learned_rule_variants_train_the_rule_from_their_start():
+    """``learned`` trains the rule from the standard initialisation, ``meta_learned`` from
+    Reptile's; both are scored and carry their rule's record."""
+    from opifex.bench import meta
+
+    r = meta.run(
+        "poisson",
+        0,
+        variants=("adam", "learned", "meta_learned"),
+        steps=100,
+        test=1,
+        val_every=50,
+        meta_iterations=2,
+        inner_steps=5,
+        rule_iterations=2,
+        rule_horizon=10,
+        rule_pairs=1,
+        n_collocation=16,
+    )
+    (task,) = r["tasks"].values()
+    assert set(task["curves"]) == {"adam", "learned", "meta_learned"}
+    for name in ("learned", "meta_learned"):
+        assert r[f"{name}_speedup"] == task[f"{name}_speedup"] >= 0
+        rule = r[f"{name}_rule"]
+        assert np.isfinite(rule["mean_cost_last"]) and rule["seconds"] > 0
+        assert np.shape(rule["weights"]["w2"]) == (8, 2)
+        # ES moved the output layer away from Adam's zeros
+        assert np.abs(np.asarray(rule["weights"]["w2"])).max() > 0
+    # different starts: different runs
+    assert task["curves"]["learned"] != task["curves"]["meta_learned"]
+    s = meta.summarize([r])
+    assert "meta_learned_speedup_median" in s and "learned_speedup_median" in s

@@ -68,6 +68,11 @@ FAMILIES: dict[str, dict[str, Any]] = {
         meta_iterations=200,
         inner_steps=50,
         val_every=50,
+        rule_iterations=24,
+        rule_horizon=4000,
+        rule_pairs=8,
+        rule_sigma=0.05,
+        rule_learning_rate=0.03,
     ),
     "burgers": dict(
         train=[v / PI for v in (0.02, 0.03, 0.045, 0.065, 0.1)],
@@ -79,12 +84,22 @@ FAMILIES: dict[str, dict[str, Any]] = {
         meta_iterations=60,
         inner_steps=500,
         val_every=100,
+        # one ES iteration trains 16 Burgers runs; not measured at this size (see
+        # benchmarks/README.md)
+        rule_iterations=24,
+        rule_horizon=1500,
+        rule_pairs=8,
+        rule_sigma=0.05,
+        rule_learning_rate=0.03,
     ),
 }
 
-VARIANTS = ("adam", "hypergradient", "meta", "meta_adam", "adam_null")
-#: what :func:`run` trains unless told otherwise (the null only on request)
+VARIANTS = ("adam", "hypergradient", "meta", "meta_adam", "adam_null", "learned", "meta_learned")
+#: what :func:`run` trains unless told otherwise (the null and the learned rule, whose
+#: meta-training costs minutes, only on request)
 DEFAULT_VARIANTS = VARIANTS[:4]
+#: variants that need the learned rule's meta-training (evolution strategies)
+RULE_VARIANTS = ("learned", "meta_learned")
 #: ``adam_null``'s learning rate over the baseline's
 NULL_FACTOR = 1.001
 #: variants whose error is compared with Adam's at every evaluation
@@ -147,11 +162,17 @@ def run(
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
     learning_rate: float | None = None,
     rule_settings: dict[str, Any] | None = None,
+    rule_iterations: int | None = None,
+    rule_horizon: int | None = None,
+    rule_pairs: int | None = None,
 ) -> dict[str, Any]:
     """One seed of the family comparison (see the module docstring); ``variants`` without
-    ``meta`` and ``meta_adam`` skips meta-training (the rule against Adam only).
+    ``meta``, ``meta_adam`` and ``meta_learned`` skips Reptile (the rule against Adam
+    only), and without ``learned`` and ``meta_learned`` the learned rule's training.
     ``rule_settings`` override :class:`~opifex.optimization.MetaOptimizer`'s defaults
-    (``hypergradient_lr``, ``min_scale``, ``max_scale``, ...)."""
+    (``hypergradient_lr``, ``min_scale``, ``max_scale``, ...); ``rule_iterations``,
+    ``rule_horizon`` and ``rule_pairs`` the family's settings of
+    :meth:`~opifex.optimization.MetaOptimizer.meta_train_rule`."""
     unknown = set(variants) - set(VARIANTS)
     if unknown or "adam" not in variants:
         raise ValueError(f"variants: need 'adam' and names from {VARIANTS}, got {variants}")
@@ -162,6 +183,9 @@ def run(
         ("inner_steps", inner_steps),
         ("val_every", val_every),
         ("learning_rate", learning_rate),
+        ("rule_iterations", rule_iterations),
+        ("rule_horizon", rule_horizon),
+        ("rule_pairs", rule_pairs),
     ):
         if v is not None:
             spec[k] = v
@@ -173,7 +197,7 @@ def run(
     spec["hypergradient_lr"] = meta.settings["hypergradient_lr"]
     spec["rule_settings"] = dict(meta.settings)
     t0 = time.perf_counter()
-    if {"meta", "meta_adam"} & set(variants):
+    if {"meta", "meta_adam", "meta_learned"} & set(variants):
         record = meta.meta_train(
             train_tasks,
             network(),
@@ -184,6 +208,22 @@ def run(
             config=base,
             seed=seed,
         )
+    learned: dict[str, MetaOptimizer] = {}
+    for name in [v for v in RULE_VARIANTS if v in variants]:
+        # the rule's evolution strategies start from where its runs will: the standard
+        # initialisation, or the learned one
+        learned[name] = (meta.rule_only() if name == "learned" else meta).with_rule("learned")
+        learned[name].meta_train_rule(
+            train_tasks,
+            network(),
+            iterations=spec["rule_iterations"],
+            horizon=spec["rule_horizon"],
+            pairs=spec["rule_pairs"],
+            sigma=spec["rule_sigma"],
+            meta_learning_rate=spec["rule_learning_rate"],
+            config=base,
+            seed=seed,
+        )
     meta_seconds = time.perf_counter() - t0
     optimizers = {
         "adam": None,
@@ -191,6 +231,7 @@ def run(
         "meta": meta,
         "meta_adam": meta.with_rule("adam"),
         "adam_null": None,
+        **learned,
     }
     optimizers = {k: v for k, v in optimizers.items() if k in variants}
     cfg = base.replace(num_epochs=spec["steps"], validation_frequency=spec["val_every"])
@@ -218,6 +259,14 @@ def run(
     if record is not None:
         out["inner_loss_first"] = record.iterations[0]["inner_loss"]
         out["inner_loss_last"] = record.iterations[-1]["inner_loss"]
+    for name, m in learned.items():
+        its = m.rule_result.iterations
+        out[f"{name}_rule"] = {
+            "seconds": m.rule_result.seconds,
+            "mean_cost_first": its[0]["mean_cost"],
+            "mean_cost_last": its[-1]["mean_cost"],
+            "weights": {k: np.asarray(v).tolist() for k, v in m.rule_params.items()},
+        }
     out["seconds"] = meta_seconds + train_seconds
     return out
 
@@ -227,7 +276,8 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
     also used to re-score stored results when the definitions change): per task each
     variant's ``<variant>_speedup`` and the ``<variant>_ratio_<checkpoint>`` of the ratio
     variants; per seed the median ``speedup`` (meta), ``meta_adam_speedup`` and the
-    rule's worst checkpoint ratio ``hypergradient_ratio_max``."""
+    rule's worst checkpoint ratio ``hypergradient_ratio_max`` (and ``learned_speedup``,
+    ``meta_learned_speedup`` for the learned rule's variants)."""
     per_task = list(result["tasks"].values())
     present = list(per_task[0]["curves"])
     for r in per_task:
@@ -237,9 +287,9 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
         for name in [v for v in RATIO_VARIANTS if v in present]:
             for frac, i in zip(CHECKPOINTS, _checkpoints(len(curves["adam"])), strict=True):
                 r[f"{name}_ratio_{frac}"] = curves[name][i][1] / curves["adam"][i][1]
-    for name in ("meta", "meta_adam"):
+    for name in ("meta", "meta_adam", *RULE_VARIANTS):
         if name in present:
-            key = "speedup" if name == "meta" else "meta_adam_speedup"
+            key = "speedup" if name == "meta" else f"{name}_speedup"
             result[key] = float(np.median([r[f"{name}_speedup"] for r in per_task]))
     if "hypergradient" in present:
         ratios = [r[f"hypergradient_ratio_{f}"] for r in per_task for f in CHECKPOINTS]

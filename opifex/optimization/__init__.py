@@ -1,6 +1,7 @@
 """Optimization beyond a fixed optimizer: :class:`MetaOptimizer` and task families."""
 
 from opifex.core.training.optimizers import hypergradient_adam as hypergradient_adam
+from opifex.optimization.learned_rule import learned_rule as learned_rule
 from opifex.optimization.meta import MetaOptimizer as MetaOptimizer
 from opifex.optimization.meta import MetaTrainResult as MetaTrainResult
 from opifex.optimization.tasks import MetaTask as MetaTask

@@ -1,13 +1,19 @@
-"""MetaOptimizer: an online-adaptive optimizer plus a meta-learned initialisation.
+"""MetaOptimizer: an online-adaptive rule, a learned rule and a meta-learned initialisation.
 
-Two mechanisms, usable together or apart:
+Three mechanisms, usable together or apart:
 
-* **The update rule** (no meta-training needed): Adam whose learning rate adapts online by
-  hypergradient descent (Baydin et al., ICLR 2018; see
+* **The default update rule** (no meta-training needed): Adam whose learning rate adapts
+  online by hypergradient descent (Baydin et al., ICLR 2018; see
   :func:`opifex.core.training.optimizers.hypergradient_adam`). It is an optax
   ``GradientTransformation`` that replaces the configured optimizer inside the compiled
   training chunk; the config's schedule, clipping, accumulation and the recovery component's
   learning-rate scale still apply on top of it. ``rule="adam"`` keeps plain Adam.
+* **A learned per-parameter update rule** (``rule="learned"``): a small network over each
+  parameter's gradient features and the training step, on top of Adam's direction
+  (:mod:`opifex.optimization.learned_rule`, after Metz et al. 2020). It starts as Adam
+  exactly; :meth:`MetaOptimizer.meta_train_rule` trains it with antithetic evolution
+  strategies over training runs on a family of tasks (every run through the same trainer and
+  compiled chunk as any other).
 * **A learned initialisation**: :meth:`MetaOptimizer.meta_train` runs Reptile (Nichol,
   Achiam & Schulman, "On first-order meta-learning algorithms", arXiv:1803.02999, 2018) over
   a family of PINN tasks. Each meta-iteration trains copies of the current initialisation
@@ -22,8 +28,9 @@ Example:
     >>> meta.rule, meta.initial_params is None
     ('hypergradient', True)
 
-The state (rule settings, learned initialisation, the architecture it belongs to and the
-meta-training record) is saved and loaded with orbax: :meth:`save`, :meth:`load`.
+The state (rule settings, the learned rule's weights, learned initialisation, the
+architecture it belongs to and the meta-training records) is saved and loaded with orbax:
+:meth:`save`, :meth:`load`.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -44,9 +52,25 @@ from flax import nnx
 
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.optimizers import hypergradient_adam
+from opifex.optimization.learned_rule import (
+    check_rule_params,
+    init_rule_params,
+    learned_rule,
+    set_rule_params,
+)
 from opifex.optimization.tasks import MetaTask
 
-RULES = ("hypergradient", "adam")
+RULES = ("hypergradient", "adam", "learned")
+FORMAT = "opifex.MetaOptimizer/2"
+#: the settings each rule reads (any other one given to that rule is an error)
+RULE_SETTINGS = {
+    "hypergradient": ("hypergradient_lr", "b1", "b2", "eps", "min_scale", "max_scale"),
+    "adam": ("b1", "b2", "eps"),
+    "learned": ("b1", "b2", "eps", "min_scale", "max_scale", "hidden"),
+}
+DEFAULTS = dict(
+    hypergradient_lr=0.01, b1=0.9, b2=0.999, eps=1e-8, min_scale=1e-2, max_scale=1e2, hidden=8
+)
 
 
 def _path(path: tuple) -> str:
@@ -105,51 +129,80 @@ class MetaOptimizer:
 
     ``MetaOptimizer()`` is immediately useful: the hypergradient-adapted Adam rule. After
     :meth:`meta_train` (or :meth:`load`) it also carries a meta-learned initialisation that
-    trainers start from.
+    trainers start from. ``MetaOptimizer("learned")`` is the learned per-parameter update
+    rule of :mod:`opifex.optimization.learned_rule`; until :meth:`meta_train_rule` has
+    trained it, it is exactly Adam.
 
     Args:
-        rule: ``"hypergradient"`` (Adam with the learning rate adapted online) or ``"adam"``.
-        hypergradient_lr: step of the log learning-rate multiplier per unit cosine between
-            consecutive gradient and step (``0`` makes the rule plain Adam).
-        b1: Adam's first-moment decay.
-        b2: Adam's second-moment decay.
-        eps: Adam's epsilon.
-        min_scale: lower bound of the adapted multiplier of the learning rate.
-        max_scale: upper bound of the adapted multiplier of the learning rate.
+        rule: ``"hypergradient"`` (Adam with the learning rate adapted online), ``"adam"``
+            or ``"learned"``.
+        hypergradient_lr: ``hypergradient`` only: step of the log learning-rate multiplier
+            per unit cosine between consecutive gradient and step (``0`` makes the rule
+            plain Adam). Default 0.01.
+        b1: Adam's first-moment decay (the learned rule's base direction uses it too).
+            Default 0.9.
+        b2: Adam's second-moment decay. Default 0.999.
+        eps: Adam's epsilon. Default 1e-8.
+        min_scale: ``hypergradient`` and ``learned``: lower bound of the adapted
+            multiplier of the learning rate. Default 0.01.
+        max_scale: upper bound of that multiplier. Default 100.
+        hidden: ``learned`` only: width of the rule network's hidden layer. Default 8.
+
+    Raises:
+        ValueError: an unknown rule, a setting the rule does not use, or a bad value.
 
     Attributes:
         initial_params: the meta-learned initial parameters (a nested dict of arrays), or
             ``None`` before meta-training.
+        rule_params: the learned rule's network weights (``rule="learned"``; Adam's until
+            :meth:`meta_train_rule`), else ``None``.
         architecture: ``{parameter path: shape}`` of the model ``initial_params`` belong to
             (derived from them).
         result: the :class:`MetaTrainResult` of the last :meth:`meta_train`, if any.
+        rule_result: the :class:`MetaTrainResult` of the last :meth:`meta_train_rule`.
     """
 
     def __init__(
         self,
         rule: str = "hypergradient",
         *,
-        hypergradient_lr: float = 0.01,
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-8,
-        min_scale: float = 1e-2,
-        max_scale: float = 1e2,
+        hypergradient_lr: float | None = None,
+        b1: float | None = None,
+        b2: float | None = None,
+        eps: float | None = None,
+        min_scale: float | None = None,
+        max_scale: float | None = None,
+        hidden: int | None = None,
     ) -> None:
         if rule not in RULES:
             raise ValueError(f"MetaOptimizer(rule={rule!r}): use one of {RULES}")
-        self.rule = rule
-        self.settings = dict(
-            hypergradient_lr=float(hypergradient_lr),
-            b1=float(b1),
-            b2=float(b2),
-            eps=float(eps),
-            min_scale=float(min_scale),
-            max_scale=float(max_scale),
+        given = dict(
+            hypergradient_lr=hypergradient_lr,
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            min_scale=min_scale,
+            max_scale=max_scale,
+            hidden=hidden,
         )
-        hypergradient_adam(1.0, **self.settings)  # validates the settings now
+        used = RULE_SETTINGS[rule]
+        unused = sorted(k for k, v in given.items() if v is not None and k not in used)
+        if unused:
+            raise ValueError(
+                f"MetaOptimizer(rule={rule!r}) does not use {unused}; its settings are {list(used)}"
+            )
+        self.rule = rule
+        self.settings = {
+            k: (int if k == "hidden" else float)(DEFAULTS[k] if given[k] is None else given[k])
+            for k in used
+        }
+        self.rule_params: dict | None = None
+        if rule == "learned":
+            self.rule_params = init_rule_params(self.settings["hidden"])
+        self.transformation(1.0)  # validates the settings now
         self.initial_params: dict | None = None
         self.result: MetaTrainResult | None = None
+        self.rule_result: MetaTrainResult | None = None
         self._meta_info: dict[str, Any] = {}
 
     @property
@@ -159,7 +212,10 @@ class MetaOptimizer:
 
     def __repr__(self) -> str:
         learned = "none" if self.initial_params is None else "meta-trained"
-        return f"MetaOptimizer(rule={self.rule!r}, initialisation={learned})"
+        rule = self.rule
+        if rule == "learned":
+            rule += " (meta-trained)" if "rule" in self._meta_info else " (untrained: Adam)"
+        return f"MetaOptimizer(rule={rule!r}, initialisation={learned})"
 
     # ------------------------------------------------------------- the rule
     def transformation(self, learning_rate: Any) -> optax.GradientTransformation:
@@ -167,19 +223,41 @@ class MetaOptimizer:
         s = self.settings
         if self.rule == "adam":
             return optax.adam(learning_rate, b1=s["b1"], b2=s["b2"], eps=s["eps"])
+        if self.rule == "learned":
+            return learned_rule(
+                learning_rate,
+                self.rule_params,
+                b1=s["b1"],
+                b2=s["b2"],
+                eps=s["eps"],
+                min_scale=s["min_scale"],
+                max_scale=s["max_scale"],
+            )
         return hypergradient_adam(learning_rate, **s)
 
     def rule_only(self) -> MetaOptimizer:
-        """The same rule without a learned initialisation."""
-        return MetaOptimizer(self.rule, **self.settings)
+        """The same rule (with its learned weights, if any) without a learned
+        initialisation."""
+        out = MetaOptimizer(self.rule, **self.settings)
+        out.rule_params = self.rule_params
+        out.rule_result = self.rule_result
+        if "rule" in self._meta_info:
+            out._meta_info = {"rule": dict(self._meta_info["rule"])}
+        return out
 
     def with_rule(self, rule: str, **settings: Any) -> MetaOptimizer:
         """The same learned initialisation with another rule (``settings`` override
-        this optimizer's)."""
-        out = MetaOptimizer(rule, **{**self.settings, **settings})
+        this optimizer's where the new rule uses them)."""
+        keep = {k: v for k, v in self.settings.items() if k in RULE_SETTINGS.get(rule, ())}
+        out = MetaOptimizer(rule, **{**keep, **settings})
+        if rule == "learned" and self.rule == "learned" and out.settings == self.settings:
+            out.rule_params = self.rule_params
+            out.rule_result = self.rule_result
         out.initial_params = self.initial_params
         out.result = self.result
-        out._meta_info = dict(self._meta_info)
+        out._meta_info = {k: dict(v) for k, v in self._meta_info.items() if k != "rule"}
+        if out.rule_params is self.rule_params and "rule" in self._meta_info:
+            out._meta_info["rule"] = dict(self._meta_info["rule"])
         return out
 
     # ------------------------------------------------------- initialisation
@@ -256,57 +334,20 @@ class MetaOptimizer:
         Returns:
             The :class:`MetaTrainResult` (also kept as ``self.result``).
         """
-        from opifex.training.basic_trainer import BasicTrainer  # the facade layer
-
-        tasks = list(tasks)
-        if not tasks:
-            raise ValueError("meta_train needs at least one task (a list of MetaTask)")
-        for i, t in enumerate(tasks):
-            if not isinstance(t, MetaTask):
-                raise TypeError(f"tasks[{i}] must be a MetaTask, got {type(t).__name__}")
-        if not isinstance(model, nnx.Module):
-            raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
-        for name, v, lo in (
-            ("meta_iterations", meta_iterations, 1),
-            ("inner_steps", inner_steps, 1),
-            ("tasks_per_iteration", tasks_per_iteration, 1),
-        ):
-            if int(v) != v or v < lo:
-                raise ValueError(f"meta_train({name}={v!r}): must be an integer >= {lo}")
-        if tasks_per_iteration > len(tasks):
-            raise ValueError(
-                f"meta_train(tasks_per_iteration={tasks_per_iteration}) is more than the "
-                f"{len(tasks)} tasks given"
-            )
+        tasks = self._checked(
+            "meta_train",
+            tasks,
+            model,
+            tasks_per_iteration,
+            meta_iterations=meta_iterations,
+            inner_steps=inner_steps,
+        )
         if not meta_step_size > 0:
             raise ValueError(f"meta_train(meta_step_size={meta_step_size}): must be > 0")
-        self._check_tasks(tasks, model)
-        if self.initial_params is not None:
-            self.check_model(model)
-        base = config or TrainingConfig(learning_rate=1e-3)
-        inner_cfg = base.replace(
-            num_epochs=int(inner_steps),
-            batch_size=None,
-            verbose=False,
-            validation_frequency=int(inner_steps),  # one compiled chunk per inner run
-            log_frequency=None,
-            checkpoint=dataclasses.replace(base.checkpoint, directory=None),
-            run_dir=None,
-            seed=int(seed),
+        trainers, inner_cfg = self._inner_trainers(
+            "meta_train", tasks, model, config, inner_steps, seed
         )
-        if len(inner_cfg.stage_plan()) > 1:
-            raise ValueError(
-                "meta_train(config=...): the inner runs use one optimizer stage; drop the "
-                "config's later stages (e.g. an L-BFGS phase)"
-            )
         phi = jax.tree.map(jnp.asarray, _param_dict(model))
-        # one trainer (and so one compiled chunk) per task, each on its own model copy
-        trainers = []
-        rule = self.rule_only()
-        for t in tasks:
-            tr = BasicTrainer(nnx.clone(model), inner_cfg, meta_optimizer=rule)
-            tr.set_physics_loss(t.problem.loss)
-            trainers.append(tr)
         rng = np.random.default_rng(seed)
         record: list[dict[str, Any]] = []
         t0 = time.perf_counter()
@@ -347,8 +388,7 @@ class MetaOptimizer:
                 )
         self.initial_params = jax.tree.map(np.asarray, phi)
         self.result = MetaTrainResult(record, time.perf_counter() - t0)
-        self._meta_info = {
-            "algorithm": "reptile",
+        self._meta_info["reptile"] = {
             "tasks": [t.name for t in tasks],
             "meta_iterations": int(meta_iterations),
             "inner_steps": int(inner_steps),
@@ -359,6 +399,227 @@ class MetaOptimizer:
             "seconds": self.result.seconds,
         }
         return self.result
+
+    def _checked(
+        self,
+        method: str,
+        tasks: Sequence[MetaTask],
+        model: nnx.Module,
+        tasks_per_iteration: int,
+        **counts: int,
+    ) -> list[MetaTask]:
+        """The checks both meta-training methods share; returns ``tasks`` as a list."""
+        tasks = list(tasks)
+        if not tasks:
+            raise ValueError(f"{method} needs at least one task (a list of MetaTask)")
+        for i, t in enumerate(tasks):
+            if not isinstance(t, MetaTask):
+                raise TypeError(f"tasks[{i}] must be a MetaTask, got {type(t).__name__}")
+        if not isinstance(model, nnx.Module):
+            raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+        for name, v in (*counts.items(), ("tasks_per_iteration", tasks_per_iteration)):
+            if int(v) != v or v < 1:
+                raise ValueError(f"{method}({name}={v!r}): must be an integer >= 1")
+        if tasks_per_iteration > len(tasks):
+            raise ValueError(
+                f"{method}(tasks_per_iteration={tasks_per_iteration}) is more than the "
+                f"{len(tasks)} tasks given"
+            )
+        self._check_tasks(tasks, model)
+        if self.initial_params is not None:
+            self.check_model(model)
+        return tasks
+
+    def _inner_trainers(
+        self,
+        method: str,
+        tasks: list[MetaTask],
+        model: nnx.Module,
+        config: TrainingConfig | None,
+        steps: int,
+        seed: int,
+    ) -> tuple[list[Any], TrainingConfig]:
+        """One :class:`BasicTrainer` (so one compiled chunk) per task, each on its own copy
+        of ``model``, running ``steps`` full-batch steps in one chunk with this optimizer's
+        rule; and their config."""
+        from opifex.training.basic_trainer import BasicTrainer  # the facade layer
+
+        base = config or TrainingConfig(learning_rate=1e-3)
+        inner_cfg = base.replace(
+            num_epochs=int(steps),
+            batch_size=None,
+            verbose=False,
+            validation_frequency=int(steps),  # one compiled chunk per inner run
+            log_frequency=None,
+            checkpoint=dataclasses.replace(base.checkpoint, directory=None),
+            run_dir=None,
+            seed=int(seed),
+        )
+        if len(inner_cfg.stage_plan()) > 1:
+            raise ValueError(
+                f"{method}(config=...): the inner runs use one optimizer stage; drop the "
+                "config's later stages (e.g. an L-BFGS phase)"
+            )
+        trainers = []
+        rule = self.rule_only()
+        for t in tasks:
+            tr = BasicTrainer(nnx.clone(model), inner_cfg, meta_optimizer=rule)
+            tr.set_physics_loss(t.problem.loss)
+            trainers.append(tr)
+        return trainers, inner_cfg
+
+    def meta_train_rule(
+        self,
+        tasks: Sequence[MetaTask],
+        model: nnx.Module,
+        *,
+        iterations: int = 40,
+        horizon: int = 2000,
+        pairs: int = 8,
+        sigma: float = 0.05,
+        meta_learning_rate: float = 0.03,
+        tasks_per_iteration: int = 1,
+        config: TrainingConfig | None = None,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> MetaTrainResult:
+        """Train the learned rule's network on ``tasks`` by antithetic evolution strategies.
+
+        Each iteration draws ``pairs`` Gaussian directions ``e_i`` of the rule's weights
+        ``w`` and ``tasks_per_iteration`` tasks, and trains every task ``2 * pairs`` times
+        for ``horizon`` full-batch steps, with the rule at ``w + sigma * e_i`` and
+        ``w - sigma * e_i``; all runs of an iteration start from the same parameters (the
+        learned initialisation if there is one, else ``model``'s). A run's cost is the
+        mean over its steps of ``log`` of the training loss (low early and low late both
+        count; a non-finite loss counts as the run's worst). The search gradient uses
+        centred ranks of the costs (Salimans et al., "Evolution strategies as a scalable
+        alternative to reinforcement learning", arXiv:1703.03864, 2017), and Adam at
+        ``meta_learning_rate`` moves ``w``. Every run goes through a :class:`BasicTrainer`
+        (one compiled chunk per task; the weights are optimizer state, so no run
+        recompiles).
+
+        Args:
+            tasks: the family's training tasks (:class:`MetaTask`), for one model structure.
+            model: the network (architecture and standard initialisation).
+            iterations: ES iterations.
+            horizon: steps of every training run.
+            pairs: antithetic pairs per iteration (``2 * pairs`` runs per task).
+            sigma: standard deviation of the perturbations of the weights.
+            meta_learning_rate: Adam's rate on the rule's weights.
+            tasks_per_iteration: tasks per iteration (cycled through, shuffled); a run's
+                cost is averaged over them.
+            config: the runs' configuration (learning rate, loss weights, boundary
+                enforcement); ``num_epochs`` and ``batch_size`` are set here.
+            seed: draws the directions and the task order.
+            verbose: print one line per tenth of the iterations.
+
+        Returns:
+            The :class:`MetaTrainResult` (also ``self.rule_result``); per iteration it
+            records the tasks, the mean and best cost of the runs and the search
+            gradient's norm.
+
+        Raises:
+            ValueError: ``rule`` is not ``"learned"``, no tasks, tasks for different
+                models, or a bad setting.
+        """
+        if self.rule != "learned":
+            raise ValueError(
+                f"meta_train_rule trains the learned rule; this optimizer's rule is "
+                f"{self.rule!r}: use MetaOptimizer('learned')"
+            )
+        tasks = self._checked(
+            "meta_train_rule",
+            tasks,
+            model,
+            tasks_per_iteration,
+            iterations=iterations,
+            horizon=horizon,
+            pairs=pairs,
+        )
+        for name, v in (("sigma", sigma), ("meta_learning_rate", meta_learning_rate)):
+            if not v > 0:
+                raise ValueError(f"meta_train_rule({name}={v!r}): must be > 0")
+        trainers, inner_cfg = self._inner_trainers(
+            "meta_train_rule", tasks, model, config, horizon, seed
+        )
+        start = self.initial_params if self.initial_params is not None else _param_dict(model)
+        start = jax.tree.map(jnp.asarray, start)
+        w, unravel = jax.flatten_util.ravel_pytree(
+            {k: jnp.asarray(v) for k, v in self.rule_params.items()}
+        )
+        w = np.asarray(w, np.float64)
+        adam = optax.adam(meta_learning_rate)
+        adam_state = adam.init(w)
+        rng = np.random.default_rng(seed)
+        n = 2 * int(pairs)
+        utilities = np.linspace(-0.5, 0.5, n)  # centred ranks, best run last
+        record: list[dict[str, Any]] = []
+        order: list[int] = []
+        t0 = time.perf_counter()
+
+        def cost(i: int, weights: np.ndarray) -> float:
+            tr = trainers[i]
+            _set_params(tr.model, start)
+            params = unravel(jnp.asarray(weights, jnp.float32))
+            tr._initial_opt_state = lambda s: set_rule_params(s, params)
+            _, hist = tr.train(problem=tasks[i].problem)
+            losses = np.asarray(hist["train_loss"], np.float64)
+            ok = np.isfinite(losses) & (losses > 0)
+            if not ok.any():
+                return math.inf
+            logs = np.log(np.where(ok, losses, 1.0))
+            return float(np.mean(np.where(ok, logs, logs[ok].max())))
+
+        for it in range(int(iterations)):
+            picked = []
+            for _ in range(tasks_per_iteration):
+                if not order:
+                    order = list(rng.permutation(len(tasks)))
+                picked.append(int(order.pop()))
+            e = rng.standard_normal((int(pairs), w.size))
+            candidates = np.concatenate([w + sigma * e, w - sigma * e])
+            costs = np.array([np.mean([cost(i, c) for i in picked]) for c in candidates])
+            ranks = np.empty(n)
+            ranks[np.argsort(-np.nan_to_num(costs, nan=math.inf), kind="stable")] = utilities
+            # ascent direction of the utility = descent direction of the cost
+            grad = (ranks[: int(pairs)] - ranks[int(pairs) :]) @ e / (n * sigma)
+            step, adam_state = adam.update(-grad, adam_state, w)
+            w = np.asarray(optax.apply_updates(w, step), np.float64)
+            finite = costs[np.isfinite(costs)]
+            entry = {
+                "iteration": it,
+                "tasks": picked,
+                "mean_cost": float(finite.mean()) if finite.size else math.inf,
+                "best_cost": float(finite.min()) if finite.size else math.inf,
+                "grad_norm": float(np.linalg.norm(grad)),
+            }
+            record.append(entry)
+            if verbose and (it % max(iterations // 10, 1) == 0 or it == iterations - 1):
+                print(
+                    f"rule iteration {it + 1}/{iterations}: mean cost {entry['mean_cost']:.3f}, "
+                    f"best {entry['best_cost']:.3f}",
+                    flush=True,
+                )
+        for tr in trainers:
+            tr._initial_opt_state = None
+        self.rule_params = {
+            k: np.asarray(v, np.float32) for k, v in unravel(jnp.asarray(w, jnp.float32)).items()
+        }
+        self.rule_result = MetaTrainResult(record, time.perf_counter() - t0)
+        self._meta_info["rule"] = {
+            "algorithm": "antithetic-es",
+            "tasks": [t.name for t in tasks],
+            "iterations": int(iterations),
+            "horizon": int(horizon),
+            "pairs": int(pairs),
+            "sigma": float(sigma),
+            "meta_learning_rate": float(meta_learning_rate),
+            "tasks_per_iteration": int(tasks_per_iteration),
+            "learning_rate": float(inner_cfg.learning_rate),
+            "seed": int(seed),
+            "seconds": self.rule_result.seconds,
+        }
+        return self.rule_result
 
     @staticmethod
     def _check_tasks(tasks: list[MetaTask], model: nnx.Module) -> None:
@@ -391,35 +652,43 @@ class MetaOptimizer:
 
     # ---------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike) -> str:
-        """Write the optimizer (rule, learned initialisation, meta-training record) to
-        ``directory`` with orbax; returns the absolute path."""
+        """Write the optimizer (rule and its learned weights, learned initialisation,
+        meta-training records) to ``directory`` with orbax; returns the absolute path."""
         path = os.path.abspath(os.fspath(directory))
         meta = {
-            "format": "opifex.MetaOptimizer/1",
+            "format": FORMAT,
             "rule": self.rule,
             "settings": self.settings,
             "architecture": self.architecture,
             "meta_training": self._meta_info,
             "record": None if self.result is None else self.result.iterations,
+            "rule_record": None if self.rule_result is None else self.rule_result.iterations,
         }
         items = {"meta": ocp.args.JsonSave(meta)}
         if self.initial_params is not None:
             items["initial_params"] = ocp.args.StandardSave(self.initial_params)
+        if self.rule_params is not None:
+            items["rule_params"] = ocp.args.StandardSave(self.rule_params)
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckpt:
             ckpt.save(path, ocp.args.Composite(**items), force=True)
         return path
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> MetaOptimizer:
-        """Read an optimizer written by :meth:`save`."""
+        """Read an optimizer written by :meth:`save` (also the first format, which had no
+        learned rule)."""
         path = os.path.abspath(os.fspath(directory))
         if not os.path.isdir(path):
             raise FileNotFoundError(f"MetaOptimizer.load: no saved optimizer at {path}")
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckpt:
             meta = ckpt.restore(path, ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-            if meta.get("format") != "opifex.MetaOptimizer/1":
+            fmt = meta.get("format")
+            if fmt not in (FORMAT, "opifex.MetaOptimizer/1"):
                 raise ValueError(f"{path} does not hold a saved MetaOptimizer")
-            out = cls(meta["rule"], **meta["settings"])
+            settings = dict(meta["settings"])
+            if fmt == "opifex.MetaOptimizer/1":  # every rule stored every setting
+                settings = {k: v for k, v in settings.items() if k in RULE_SETTINGS[meta["rule"]]}
+            out = cls(meta["rule"], **settings)
             if meta["architecture"] is not None:
                 params = ckpt.restore(
                     path, ocp.args.Composite(initial_params=ocp.args.StandardRestore())
@@ -428,7 +697,21 @@ class MetaOptimizer:
                 recorded = {k: list(v) for k, v in meta["architecture"].items()}
                 if out.architecture != recorded:
                     raise ValueError(f"{path}: the stored parameters do not match their record")
-        out._meta_info = dict(meta.get("meta_training") or {})
+            if out.rule == "learned":
+                weights = ckpt.restore(
+                    path, ocp.args.Composite(rule_params=ocp.args.StandardRestore())
+                )["rule_params"]
+                out.rule_params = check_rule_params(dict(weights))
+                if out.rule_params["b1"].shape[0] != out.settings["hidden"]:
+                    raise ValueError(f"{path}: the stored rule weights do not match its settings")
+        info = dict(meta.get("meta_training") or {})
+        if fmt == "opifex.MetaOptimizer/1" and info:
+            info = {"reptile": {k: v for k, v in info.items() if k != "algorithm"}}
+        out._meta_info = info
         if meta.get("record") is not None:
-            out.result = MetaTrainResult(meta["record"], float(out._meta_info.get("seconds", 0)))
+            seconds = float(info.get("reptile", {}).get("seconds", 0))
+            out.result = MetaTrainResult(meta["record"], seconds)
+        if meta.get("rule_record") is not None:
+            seconds = float(info.get("rule", {}).get("seconds", 0))
+            out.rule_result = MetaTrainResult(meta["rule_record"], seconds)
         return out

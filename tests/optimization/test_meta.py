@@ -13,6 +13,7 @@ from opifex.core.training.trainer import Trainer
 from opifex.neural.base import StandardMLP
 from opifex.optimization import MetaOptimizer, MetaTask, burgers_task, poisson_family
 from opifex.training import BasicTrainer, FlexibleOptimizerFactory, ModularTrainer
+from tests.optimization.helpers import run_tx
 
 
 def params_of(model):
@@ -23,14 +24,6 @@ def linear_data(n=64, seed=0):
     k1, k2 = jr.split(jr.key(seed))
     x = jr.normal(k1, (n, 3))
     return x, x @ jnp.array([[1.5], [-2.0], [0.5]]) + 0.25
-
-
-def run_tx(tx, f, p, steps):
-    s = tx.init(p)
-    for _ in range(steps):
-        u, s = tx.update(jax.grad(f)(p), s, p)
-        p = optax.apply_updates(p, u)
-    return p, s
 
 
 # ------------------------------------------------------------------ hypergradient rule

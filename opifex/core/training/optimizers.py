@@ -143,6 +143,17 @@ class HypergradientAdamState(NamedTuple):
     direction: Any
 
 
+def log_scale_bounds(min_scale: float, max_scale: float) -> tuple[float, float]:
+    """``(log min_scale, log max_scale)`` of a rule's learning-rate multiplier, after
+    checking ``0 < min_scale <= 1 <= max_scale``."""
+    if not 0 < min_scale <= 1 <= max_scale:
+        raise ValueError(
+            f"need 0 < min_scale <= 1 <= max_scale, got min_scale={min_scale}, "
+            f"max_scale={max_scale}"
+        )
+    return math.log(min_scale), math.log(max_scale)
+
+
 def hypergradient_adam(
     learning_rate: Any,
     *,
@@ -180,13 +191,8 @@ def hypergradient_adam(
     """
     if not hypergradient_lr >= 0:
         raise ValueError(f"hypergradient_lr must be >= 0, got {hypergradient_lr}")
-    if not 0 < min_scale <= 1 <= max_scale:
-        raise ValueError(
-            f"need 0 < min_scale <= 1 <= max_scale, got min_scale={min_scale}, "
-            f"max_scale={max_scale}"
-        )
+    lo, hi = log_scale_bounds(min_scale, max_scale)
     adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
-    lo, hi = math.log(min_scale), math.log(max_scale)
 
     def init(params):
         return HypergradientAdamState(
@@ -301,17 +307,20 @@ def get_lr_scale(opt_state: Any) -> jax.Array:
     return _hyper(opt_state, "lr_scale")
 
 
-def _is_hypergradient_state(x: Any) -> bool:
-    return isinstance(x, HypergradientAdamState)
+def _adapts_rate(x: Any) -> bool:
+    """An optimizer state that adapts the rate it applies: a named tuple with a
+    ``log_scale`` field (:func:`hypergradient_adam`, the learned rule of
+    :mod:`opifex.optimization.learned_rule`)."""
+    return isinstance(x, tuple) and "log_scale" in getattr(x, "_fields", ())
 
 
 def current_learning_rate(opt_state: Any) -> jax.Array:
-    """Effective learning rate used by the last update (schedule value times ``lr_scale``,
-    times the adapted multiplier of a :func:`hypergradient_adam` rule)."""
+    """Effective learning rate used by the last update: the schedule value times
+    ``lr_scale``, times ``exp(log_scale)`` of a rule that adapts its rate (the adapted
+    multiplier of :func:`hypergradient_adam`; the geometric mean over parameters of a
+    learned rule's per-parameter multipliers)."""
     rate = _hyper(opt_state, "learning_rate") * _hyper(opt_state, "lr_scale")
     found = [
-        s.log_scale
-        for s in jax.tree.leaves(opt_state, is_leaf=_is_hypergradient_state)
-        if _is_hypergradient_state(s)
+        s.log_scale for s in jax.tree.leaves(opt_state, is_leaf=_adapts_rate) if _adapts_rate(s)
     ]
     return rate * jnp.exp(found[0]) if found else rate
