@@ -41,8 +41,9 @@ def table(summary: dict) -> str:
     head += [f"speed-up {LABELS[v]}" for v in variants[1:]]
     if "median_ratio_final" in first:
         head += ["HD/Adam at 1/4, 1/2, all steps", "HD/Adam worst (step)"]
+        head += ["HD/Adam best-so-far worst (step)"]
     if "null_ratio_max" in first:
-        head += ["null/Adam worst (step)"]
+        head += ["null/Adam worst (step)", "null/Adam best-so-far worst (step)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in summary["tasks"].items():
         cells = [name] + [f"{r[f'{v}_final']:.2e}" for v in variants]
@@ -50,8 +51,10 @@ def table(summary: dict) -> str:
         if "median_ratio_final" in r:
             cells.append(", ".join(f"{r[f'median_ratio_{f}']:.2f}" for f in meta.CHECKPOINTS))
             cells.append(f"{r['median_ratio_max']:.2f} ({r['median_ratio_max_step']})")
+            cells.append(f"{r['median_ratio_best_max']:.2f} ({r['median_ratio_best_max_step']})")
         if "null_ratio_max" in r:
             cells.append(f"{r['null_ratio_max']:.2f} ({r['null_ratio_max_step']})")
+            cells.append(f"{r['null_ratio_best_max']:.2f} ({r['null_ratio_best_max_step']})")
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("speedup_by_budget"):
         lines += [

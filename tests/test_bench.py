@@ -300,6 +300,14 @@ def test_meta_summary_ratios_of_seed_medians_at_every_evaluation():
     assert row["median_ratio_max"] == pytest.approx(0.9 / 0.7)
     assert row["median_ratio_max_step"] == 200
     assert s["hypergradient_worst_median_ratio_all_steps"] == pytest.approx(0.9 / 0.7)
+    # best-so-far errors: a spike after a better point does not count
+    s = meta.summarize([seed([1.0, 0.5, 0.5, 0.4], [1.0, 0.3, 0.9, 0.2])])
+    row = s["tasks"]["t"]
+    assert row["median_ratio_max"] == pytest.approx(1.8)
+    assert row["median_ratio_max_step"] == 300
+    assert row["median_ratio_best_max"] == pytest.approx(1.0)  # 1, 0.6, 0.6, 0.5
+    assert row["median_ratio_best_max_step"] == 100
+    assert s["hypergradient_worst_best_so_far_ratio"] == pytest.approx(1.0)
 
 
 def test_meta_null_variant_is_adam_at_a_hair_higher_rate():

@@ -380,6 +380,11 @@ def speedup_at(
     return 0.0 if hit is None else _steps_to(base, target) / hit
 
 
+def _best_so_far(curve: list[list[float]]) -> np.ndarray:
+    """The lowest error up to each evaluation of a ``[[step, error], ...]`` curve."""
+    return np.minimum.accumulate(np.array([e for _, e in curve], np.float64))
+
+
 def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> dict[str, Any]:
     """Medians over seeds, per held-out task and overall, of :func:`score`'s figures.
 
@@ -409,6 +414,13 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
             worst = int(np.argmax(ratios))
             row[f"{prefix}_max"] = float(ratios[worst])
             row[f"{prefix}_max_step"] = int(rs[0]["curves"]["adam"][worst][0])
+            # the same on best-so-far errors (what a run that keeps its best validated
+            # parameters has at that step): transients after a best point do not count
+            best = np.median([_best_so_far(r["curves"][v]) for r in rs], axis=0)
+            best /= np.median([_best_so_far(r["curves"]["adam"]) for r in rs], axis=0)
+            worst = int(np.argmax(best))
+            row[f"{prefix}_best_max"] = float(best[worst])
+            row[f"{prefix}_best_max_step"] = int(rs[0]["curves"]["adam"][worst][0])
         table[name] = row
     out: dict[str, Any] = {"tasks": table, "seeds": len(per_seed)}
     for v in variants[1:]:
@@ -425,9 +437,15 @@ def summarize(per_seed: list[dict[str, Any]], budgets: tuple[int, ...] = ()) -> 
         out["hypergradient_worst_median_ratio_all_steps"] = max(
             row["median_ratio_max"] for row in table.values()
         )
+        out["hypergradient_worst_best_so_far_ratio"] = max(
+            row["median_ratio_best_max"] for row in table.values()
+        )
     if "adam_null" in variants:
         out["null_worst_median_ratio_all_steps"] = max(
             row["null_ratio_max"] for row in table.values()
+        )
+        out["null_worst_best_so_far_ratio"] = max(
+            row["null_ratio_best_max"] for row in table.values()
         )
     by_budget = {}
     for b in budgets:
