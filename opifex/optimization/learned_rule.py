@@ -4,20 +4,23 @@ The rule follows the per-parameter learned optimizers of Metz et al. ("Tasks, st
 architecture, and compute: training more effective learned optimizers, and using them to
 train themselves", arXiv:2009.11243, 2020): every parameter element is updated by the same
 small network, which reads scale-free features of that element's gradient history and of
-the training step, and outputs a log step-size multiplier ``a`` and a direction correction
-``c``::
+the training step, and outputs a log step-size multiplier ``a`` and a mixing weight ``c``
+of a faster momentum into the direction::
 
     features = [g / r, m_0.5 / r, m_b1 / r, m_0.99 / r, tanh(t / 30), tanh(t / 300),
                 tanh(t / 3000), tanh(t / 30000)]          (r = sqrt(v_b2) + eps)
     (a, c)   = W2 tanh(W1 features + b1) + b2
-    update   = -learning_rate * exp(s(tanh(a))) * (m_b1 / r + c)
+    update   = -learning_rate * exp(s(tanh(a))) * (m_b1 / r + tanh(c) * m_0.5 / r)
 
 with bias-corrected moments ``m_beta`` (decay ``beta``; ``b1`` = 0.9 and ``b2`` = 0.999 by
 default) and ``v_b2``, and ``s`` mapping ``[-1, 1]`` onto ``[log min_scale, log
 max_scale]``. ``m_b1 / r`` is Adam's direction, and
-the output layer starts at zero, so the untrained rule is Adam exactly: meta-training
+the output layer starts at zero, so the untrained rule is Adam exactly. Both directions are
+momenta, so the step vanishes where the gradients do: a learned rule cannot random-walk
+around a minimum (a first version added an unscaled correction ``c`` to Adam's direction
+and stalled PINN training at a noise floor of its own). Meta-training
 (:meth:`opifex.optimization.MetaOptimizer.meta_train_rule`, evolution strategies over
-training runs) can only move it away from Adam where that lowers the family's losses.
+training runs) moves it away from Adam where that lowers the family's losses.
 
 The network's weights live in the optimizer state (``LearnedRuleState.rule_params``), not in
 the compiled function: meta-training swaps them between runs without recompiling, and a
@@ -98,8 +101,8 @@ def check_rule_params(rule_params: Any) -> dict[str, np.ndarray]:
 
 
 def _features(g, mus, decays, nu, count, b2, eps, time_feats):
-    """``(g.size, N_FEATURES)`` features of one parameter array (flattened), and Adam's
-    direction ``(g.size,)``."""
+    """``(g.size, N_FEATURES)`` features of one parameter array (flattened), Adam's
+    direction and the fast momentum's, each ``(g.size,)``."""
     t = count.astype(jnp.float32)
     g = g.reshape(-1)
     r = jnp.sqrt(nu.reshape(-1) / (1.0 - b2**t)) + eps
@@ -108,7 +111,7 @@ def _features(g, mus, decays, nu, count, b2, eps, time_feats):
         cols.append(m.reshape(-1) / (1.0 - beta**t) / r)
     x = jnp.clip(jnp.stack(cols, axis=-1), -FEATURE_CLIP, FEATURE_CLIP)
     tf = jnp.broadcast_to(time_feats[None, :], (g.shape[0], len(TIME_SCALES)))
-    return jnp.concatenate([x, tf.astype(x.dtype)], axis=-1), cols[2]
+    return jnp.concatenate([x, tf.astype(x.dtype)], axis=-1), cols[2], cols[1]
 
 
 def learned_rule(
@@ -171,14 +174,14 @@ def learned_rule(
         nu_leaves = treedef.flatten_up_to(nu)
         updates, log_sum, n = [], 0.0, 0
         for i, g in enumerate(leaves):
-            x, adam_dir = _features(
+            x, adam_dir, fast_dir = _features(
                 g, [m[i] for m in mu_leaves], decays, nu_leaves[i], count, b2, eps, time_feats
             )
             h = jnp.tanh(x @ w["w1"].astype(x.dtype) + w["b1"].astype(x.dtype)[None, :])
             out = h @ w["w2"].astype(x.dtype) + w["b2"].astype(x.dtype)[None, :]
             a = jnp.tanh(out[:, 0])
             log_mult = jnp.where(a > 0, a * hi, -a * lo)
-            step = jnp.exp(log_mult) * (adam_dir + out[:, 1])
+            step = jnp.exp(log_mult) * (adam_dir + jnp.tanh(out[:, 1]) * fast_dir)
             updates.append((-learning_rate * step).reshape(g.shape).astype(g.dtype))
             log_sum = log_sum + jnp.sum(log_mult.astype(jnp.float32))
             n += g.size

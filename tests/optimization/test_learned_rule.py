@@ -78,7 +78,7 @@ def test_steps_follow_the_rule_network_computed_by_hand():
             out = h @ w["w2"] + w["b2"]
             a = np.tanh(out[..., 0])
             log_mult = np.where(a > 0, a * math.log(hi), -a * math.log(lo))
-            want = -lr * np.exp(log_mult) * (m_hat[1] + out[..., 1])
+            want = -lr * np.exp(log_mult) * (m_hat[1] + np.tanh(out[..., 1]) * m_hat[0])
             np.testing.assert_allclose(u[k], want, rtol=2e-5, atol=1e-8)
             logs.append(log_mult.ravel())
         np.testing.assert_allclose(float(s.log_scale), np.concatenate(logs).mean(), rtol=1e-5)
