@@ -73,6 +73,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         rule_pairs=8,
         rule_sigma=0.05,
         rule_learning_rate=0.03,
+        rule_cost_start=0.5,
     ),
     "burgers": dict(
         train=[v / PI for v in (0.02, 0.03, 0.045, 0.065, 0.1)],
@@ -91,6 +92,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         rule_pairs=8,
         rule_sigma=0.05,
         rule_learning_rate=0.03,
+        rule_cost_start=0.5,
     ),
 }
 
@@ -221,6 +223,7 @@ def run(
             pairs=spec["rule_pairs"],
             sigma=spec["rule_sigma"],
             meta_learning_rate=spec["rule_learning_rate"],
+            cost_start=spec["rule_cost_start"],
             config=base,
             seed=seed,
         )

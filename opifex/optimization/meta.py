@@ -479,6 +479,7 @@ class MetaOptimizer:
         sigma: float = 0.05,
         meta_learning_rate: float = 0.03,
         tasks_per_iteration: int = 1,
+        cost_start: float = 0.0,
         config: TrainingConfig | None = None,
         seed: int = 0,
         verbose: bool = False,
@@ -490,8 +491,9 @@ class MetaOptimizer:
         for ``horizon`` full-batch steps, with the rule at ``w + sigma * e_i`` and
         ``w - sigma * e_i``; all runs of an iteration start from the same parameters (the
         learned initialisation if there is one, else ``model``'s). A run's cost is the
-        mean over its steps of ``log`` of the training loss (low early and low late both
-        count; a non-finite loss counts as the run's worst). The search gradient uses
+        mean of ``log`` of the training loss over its steps from ``cost_start * horizon``
+        on (from the first step: low early and low late both count; a non-finite loss
+        counts as the run's worst). The search gradient uses
         centred ranks of the costs (Salimans et al., "Evolution strategies as a scalable
         alternative to reinforcement learning", arXiv:1703.03864, 2017), and Adam at
         ``meta_learning_rate`` moves ``w``. Every run goes through a :class:`BasicTrainer`
@@ -508,6 +510,8 @@ class MetaOptimizer:
             meta_learning_rate: Adam's rate on the rule's weights.
             tasks_per_iteration: tasks per iteration (cycled through, shuffled); a run's
                 cost is averaged over them.
+            cost_start: the fraction of the horizon after which the losses count
+                (``0.5``: the second half, which rewards convergence over a fast start).
             config: the runs' configuration (learning rate, loss weights, boundary
                 enforcement); ``num_epochs`` and ``batch_size`` are set here.
             seed: draws the directions and the task order.
@@ -539,6 +543,9 @@ class MetaOptimizer:
         for name, v in (("sigma", sigma), ("meta_learning_rate", meta_learning_rate)):
             if not v > 0:
                 raise ValueError(f"meta_train_rule({name}={v!r}): must be > 0")
+        if not 0 <= cost_start < 1:
+            raise ValueError(f"meta_train_rule(cost_start={cost_start!r}): must lie in [0, 1)")
+        first = int(cost_start * horizon)
         trainers, inner_cfg = self._inner_trainers(
             "meta_train_rule", tasks, model, config, horizon, seed
         )
@@ -563,7 +570,7 @@ class MetaOptimizer:
             params = unravel(jnp.asarray(weights, jnp.float32))
             tr._initial_opt_state = lambda s: set_rule_params(s, params)
             _, hist = tr.train(problem=tasks[i].problem)
-            losses = np.asarray(hist["train_loss"], np.float64)
+            losses = np.asarray(hist["train_loss"], np.float64)[first:]
             ok = np.isfinite(losses) & (losses > 0)
             if not ok.any():
                 return math.inf
@@ -615,6 +622,7 @@ class MetaOptimizer:
             "sigma": float(sigma),
             "meta_learning_rate": float(meta_learning_rate),
             "tasks_per_iteration": int(tasks_per_iteration),
+            "cost_start": float(cost_start),
             "learning_rate": float(inner_cfg.learning_rate),
             "seed": int(seed),
             "seconds": self.rule_result.seconds,

@@ -174,6 +174,10 @@ def test_learned_rule_bad_input():
         MetaOptimizer("learned").meta_train_rule(
             poisson_family([1.0]), StandardMLP([1, 4, 1], rngs=nnx.Rngs(0)), pairs=0
         )
+    with pytest.raises(ValueError, match="cost_start"):
+        MetaOptimizer("learned").meta_train_rule(
+            poisson_family([1.0]), StandardMLP([1, 4, 1], rngs=nnx.Rngs(0)), cost_start=1.0
+        )
     with pytest.raises(ValueError, match="sigma"):
         MetaOptimizer("learned").meta_train_rule(
             poisson_family([1.0]), StandardMLP([1, 4, 1], rngs=nnx.Rngs(0)), sigma=0.0
