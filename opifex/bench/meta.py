@@ -149,6 +149,33 @@ def _setup(spec: dict[str, Any], seed: int):
     return base, network
 
 
+def train_rule(
+    spec: dict[str, Any],
+    start: MetaOptimizer,
+    train_tasks: list,
+    model: Any,
+    config: TrainingConfig,
+    seed: int,
+) -> MetaOptimizer:
+    """``start``'s initialisation (if any) with the learned rule, trained by
+    :meth:`~opifex.optimization.MetaOptimizer.meta_train_rule` with a family's ``rule_*``
+    settings."""
+    out = start.with_rule("learned")
+    out.meta_train_rule(
+        train_tasks,
+        model,
+        iterations=spec["rule_iterations"],
+        horizon=spec["rule_horizon"],
+        pairs=spec["rule_pairs"],
+        sigma=spec["rule_sigma"],
+        meta_learning_rate=spec["rule_learning_rate"],
+        cost_start=spec["rule_cost_start"],
+        config=config,
+        seed=seed,
+    )
+    return out
+
+
 def run(
     family: str,
     seed: int,
@@ -214,19 +241,8 @@ def run(
     for name in [v for v in RULE_VARIANTS if v in variants]:
         # the rule's evolution strategies start from where its runs will: the standard
         # initialisation, or the learned one
-        learned[name] = (meta.rule_only() if name == "learned" else meta).with_rule("learned")
-        learned[name].meta_train_rule(
-            train_tasks,
-            network(),
-            iterations=spec["rule_iterations"],
-            horizon=spec["rule_horizon"],
-            pairs=spec["rule_pairs"],
-            sigma=spec["rule_sigma"],
-            meta_learning_rate=spec["rule_learning_rate"],
-            cost_start=spec["rule_cost_start"],
-            config=base,
-            seed=seed,
-        )
+        start = meta.rule_only() if name == "learned" else meta
+        learned[name] = train_rule(spec, start, train_tasks, network(), base, seed)
     meta_seconds = time.perf_counter() - t0
     optimizers = {
         "adam": None,
