@@ -193,3 +193,35 @@ def test_learned_rule_bad_input():
         learned_rule(1e-3, init_rule_params(), min_scale=2.0)
     s = learned_rule(1e-3, init_rule_params()).init(P0)
     assert isinstance(s, LearnedRuleState)
+
+
+def test_loads_the_first_save_format(tmp_path):
+    """Directories written before the learned rule (every setting stored for every rule,
+    a flat Reptile record) still load."""
+    import orbax.checkpoint as ocp
+
+    settings = dict(
+        hypergradient_lr=0.01, b1=0.9, b2=0.999, eps=1e-8, min_scale=0.01, max_scale=100.0
+    )
+    params = {"layers": {"0": {"kernel": np.ones((1, 4), np.float32)}}}
+    meta = {
+        "format": "opifex.MetaOptimizer/1",
+        "rule": "adam",
+        "settings": settings,
+        "architecture": {"layers/0/kernel": [1, 4]},
+        "meta_training": {"algorithm": "reptile", "meta_iterations": 3, "seconds": 2.5},
+        "record": [{"iteration": 0, "inner_loss": 1.0}],
+    }
+    path = str(tmp_path / "v1")
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckpt:
+        ckpt.save(
+            path,
+            ocp.args.Composite(
+                meta=ocp.args.JsonSave(meta), initial_params=ocp.args.StandardSave(params)
+            ),
+        )
+    back = MetaOptimizer.load(path)
+    assert back.rule == "adam" and back.settings == {"b1": 0.9, "b2": 0.999, "eps": 1e-8}
+    np.testing.assert_array_equal(back.initial_params["layers"]["0"]["kernel"], np.ones((1, 4)))
+    assert back._meta_info == {"reptile": {"meta_iterations": 3, "seconds": 2.5}}
+    assert back.result.seconds == 2.5 and back.rule_params is None
