@@ -217,9 +217,3 @@ def set_rule_params(opt_state: Any, rule_params: dict) -> Any:
     if not found:
         raise ValueError("opt_state holds no learned-rule state (build it with rule='learned')")
     return out
-
-
-def rule_log_scale(opt_state: Any) -> jax.Array | None:
-    """The learned rule's mean log step multiplier in ``opt_state`` (``None`` if none)."""
-    found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_rule_state) if _is_rule_state(s)]
-    return found[0].log_scale if found else None

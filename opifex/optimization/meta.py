@@ -238,26 +238,25 @@ class MetaOptimizer:
     def rule_only(self) -> MetaOptimizer:
         """The same rule (with its learned weights, if any) without a learned
         initialisation."""
-        out = MetaOptimizer(self.rule, **self.settings)
-        out.rule_params = self.rule_params
-        out.rule_result = self.rule_result
-        if "rule" in self._meta_info:
-            out._meta_info = {"rule": dict(self._meta_info["rule"])}
+        out = self.with_rule(self.rule)
+        out.initial_params, out.result = None, None
+        out._meta_info.pop("reptile", None)
         return out
 
     def with_rule(self, rule: str, **settings: Any) -> MetaOptimizer:
         """The same learned initialisation with another rule (``settings`` override
-        this optimizer's where the new rule uses them)."""
+        this optimizer's where the new rule uses them). The learned rule's weights carry
+        over only to the learned rule with the same settings."""
         keep = {k: v for k, v in self.settings.items() if k in RULE_SETTINGS.get(rule, ())}
         out = MetaOptimizer(rule, **{**keep, **settings})
-        if rule == "learned" and self.rule == "learned" and out.settings == self.settings:
-            out.rule_params = self.rule_params
-            out.rule_result = self.rule_result
+        same_rule = rule == self.rule == "learned" and out.settings == self.settings
+        if same_rule:
+            out.rule_params, out.rule_result = self.rule_params, self.rule_result
         out.initial_params = self.initial_params
         out.result = self.result
-        out._meta_info = {k: dict(v) for k, v in self._meta_info.items() if k != "rule"}
-        if out.rule_params is self.rule_params and "rule" in self._meta_info:
-            out._meta_info["rule"] = dict(self._meta_info["rule"])
+        out._meta_info = {
+            k: dict(v) for k, v in self._meta_info.items() if k != "rule" or same_rule
+        }
         return out
 
     # ------------------------------------------------------- initialisation
