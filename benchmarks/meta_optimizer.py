@@ -30,6 +30,8 @@ LABELS = {
     "adam_null": f"Adam x{meta.NULL_FACTOR} (null)",
     "learned": "learned rule",
     "meta_learned": "meta (init + learned rule)",
+    "conditioned": "conditioned init + HD",
+    "conditioned_adam": "conditioned init + Adam",
 }
 
 
@@ -217,9 +219,7 @@ def main(argv=None) -> int:
             k: r[k]
             for k in (
                 "speedup",
-                "meta_adam_speedup",
-                "learned_speedup",
-                "meta_learned_speedup",
+                *(f"{v}_speedup" for v in meta.SPEEDUP_VARIANTS[1:]),
                 "hypergradient_ratio_max",
             )
             if k in r

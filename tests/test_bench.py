@@ -359,3 +359,33 @@ def test_meta_learned_rule_variants_train_the_rule_from_their_start():
     assert task["curves"]["learned"] != task["curves"]["meta_learned"]
     s = meta.summarize([r])
     assert "meta_learned_speedup_median" in s and "learned_speedup_median" in s
+
+
+def test_meta_conditioned_variants_start_from_the_interpolated_anchors():
+    """``conditioned`` trains the family by continuation and starts each held-out task from
+    the anchors interpolated at its coefficient; ``conditioned_adam`` shares the anchors."""
+    from opifex.bench import meta
+
+    r = meta.run(
+        "poisson",
+        0,
+        variants=("adam", "conditioned", "conditioned_adam"),
+        steps=100,
+        test=1,
+        val_every=50,
+        cond_steps=20,
+        cond_first_steps=40,
+        n_collocation=16,
+    )
+    (task,) = r["tasks"].values()
+    assert set(task["curves"]) == {"adam", "conditioned", "conditioned_adam"}
+    anchors = r["conditioned_anchors"]
+    assert anchors["path"] == [t.name for t in meta.tasks("poisson")[0]]  # ascending w
+    assert len(anchors["val_relative_l2"]) == 7 and anchors["seconds"] > 0
+    for name in ("conditioned", "conditioned_adam"):
+        assert r[f"{name}_speedup"] == task[f"{name}_speedup"] >= 0
+    # the same start, other rules: other runs
+    assert task["curves"]["conditioned"] != task["curves"]["conditioned_adam"]
+    assert task["curves"]["conditioned"] != task["curves"]["adam"]
+    s = meta.summarize([r])
+    assert "conditioned_speedup_median" in s and "conditioned_adam_speedup_median" in s

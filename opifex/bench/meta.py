@@ -2,7 +2,7 @@
 
 Per seed: a network is initialised with that seed (the *standard initialisation*); the
 :class:`~opifex.optimization.MetaOptimizer` is meta-trained (Reptile) from it on the family's
-training tasks; then every held-out task is trained four ways for ``steps`` full-batch
+training tasks; then every held-out task is trained in each chosen way for ``steps`` full-batch
 steps at the same learning rate, evaluated on the task's exact solution every ``val_every``
 steps:
 
@@ -12,6 +12,11 @@ steps:
 * ``meta``: the learned initialisation with the hypergradient rule (the meta-trained
   optimizer);
 * ``meta_adam``: the learned initialisation with plain Adam (ablation);
+* ``conditioned``: the task-conditioned initialisation (the training tasks solved by
+  continuation from the standard initialisation with the default rule, their trained
+  parameters interpolated at the held-out task's coefficient:
+  :meth:`~opifex.optimization.MetaOptimizer.meta_train_conditioned`) with the default rule;
+* ``conditioned_adam``: the same initialisation with plain Adam (ablation);
 * ``adam_null``: plain Adam at :data:`NULL_FACTOR` times the rate, the standard
   initialisation: an optimizer no user could tell from Adam. Its error ratio to Adam is the
   null against which ``hypergradient / adam`` is read: how far apart two practically equal
@@ -74,6 +79,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
         rule_sigma=0.05,
         rule_learning_rate=0.03,
         rule_cost_start=0.5,
+        cond_steps=4000,
+        cond_first_steps=8000,
+        cond_order="ascending",
     ),
     "burgers": dict(
         train=[v / PI for v in (0.02, 0.03, 0.045, 0.065, 0.1)],
@@ -93,15 +101,33 @@ FAMILIES: dict[str, dict[str, Any]] = {
         rule_sigma=0.05,
         rule_learning_rate=0.03,
         rule_cost_start=0.5,
+        # from the largest viscosity (the smoothest solution) to the sharpest front
+        cond_steps=1500,
+        cond_first_steps=3000,
+        cond_order="descending",
     ),
 }
 
-VARIANTS = ("adam", "hypergradient", "meta", "meta_adam", "adam_null", "learned", "meta_learned")
+VARIANTS = (
+    "adam",
+    "hypergradient",
+    "meta",
+    "meta_adam",
+    "adam_null",
+    "learned",
+    "meta_learned",
+    "conditioned",
+    "conditioned_adam",
+)
 #: what :func:`run` trains unless told otherwise (the null and the learned rule, whose
 #: meta-training costs minutes, only on request)
 DEFAULT_VARIANTS = VARIANTS[:4]
 #: variants that need the learned rule's meta-training (evolution strategies)
 RULE_VARIANTS = ("learned", "meta_learned")
+#: variants that start from the task-conditioned initialisation (continuation anchors)
+CONDITIONED_VARIANTS = ("conditioned", "conditioned_adam")
+#: variants whose per-seed median speed-up :func:`score` reports
+SPEEDUP_VARIANTS = ("meta", "meta_adam", *RULE_VARIANTS, *CONDITIONED_VARIANTS)
 #: ``adam_null``'s learning rate over the baseline's
 NULL_FACTOR = 1.001
 #: variants whose error is compared with Adam's at every evaluation
@@ -194,14 +220,19 @@ def run(
     rule_iterations: int | None = None,
     rule_horizon: int | None = None,
     rule_pairs: int | None = None,
+    cond_steps: int | None = None,
+    cond_first_steps: int | None = None,
 ) -> dict[str, Any]:
     """One seed of the family comparison (see the module docstring); ``variants`` without
     ``meta``, ``meta_adam`` and ``meta_learned`` skips Reptile (the rule against Adam
-    only), and without ``learned`` and ``meta_learned`` the learned rule's training.
+    only), without ``learned`` and ``meta_learned`` the learned rule's training, and without
+    the ``conditioned`` variants the continuation anchors.
     ``rule_settings`` override :class:`~opifex.optimization.MetaOptimizer`'s defaults
     (``hypergradient_lr``, ``min_scale``, ``max_scale``, ...); ``rule_iterations``,
     ``rule_horizon`` and ``rule_pairs`` the family's settings of
-    :meth:`~opifex.optimization.MetaOptimizer.meta_train_rule`."""
+    :meth:`~opifex.optimization.MetaOptimizer.meta_train_rule`, ``cond_steps`` and
+    ``cond_first_steps`` those of
+    :meth:`~opifex.optimization.MetaOptimizer.meta_train_conditioned`."""
     unknown = set(variants) - set(VARIANTS)
     if unknown or "adam" not in variants:
         raise ValueError(f"variants: need 'adam' and names from {VARIANTS}, got {variants}")
@@ -215,6 +246,8 @@ def run(
         ("rule_iterations", rule_iterations),
         ("rule_horizon", rule_horizon),
         ("rule_pairs", rule_pairs),
+        ("cond_steps", cond_steps),
+        ("cond_first_steps", cond_first_steps),
     ):
         if v is not None:
             spec[k] = v
@@ -237,6 +270,17 @@ def run(
             config=base,
             seed=seed,
         )
+    conditioned, cond_record = MetaOptimizer(**(rule_settings or {})), None
+    if set(CONDITIONED_VARIANTS) & set(variants):
+        cond_record = conditioned.meta_train_conditioned(
+            train_tasks,
+            network(),
+            steps=spec["cond_steps"],
+            first_steps=spec["cond_first_steps"],
+            order=spec["cond_order"],
+            config=base,
+            seed=seed,
+        )
     learned: dict[str, MetaOptimizer] = {}
     for name in [v for v in RULE_VARIANTS if v in variants]:
         # the rule's evolution strategies start from where its runs will: the standard
@@ -251,6 +295,8 @@ def run(
         "meta_adam": meta.with_rule("adam"),
         "adam_null": None,
         **learned,
+        "conditioned": conditioned,
+        "conditioned_adam": conditioned.with_rule("adam"),
     }
     optimizers = {k: v for k, v in optimizers.items() if k in variants}
     cfg = base.replace(num_epochs=spec["steps"], validation_frequency=spec["val_every"])
@@ -263,6 +309,8 @@ def run(
             run_cfg = cfg
             if name == "adam_null":
                 run_cfg = cfg.replace(learning_rate=spec["learning_rate"] * NULL_FACTOR)
+            if name in CONDITIONED_VARIANTS:
+                opt = opt.for_task(task)  # interpolated at the task's coefficients
             _, h = BasicTrainer(network(), run_cfg, meta_optimizer=opt).train(
                 problem=task.problem, val_data=task.reference
             )
@@ -278,6 +326,12 @@ def run(
     if record is not None:
         out["inner_loss_first"] = record.iterations[0]["inner_loss"]
         out["inner_loss_last"] = record.iterations[-1]["inner_loss"]
+    if cond_record is not None:
+        out["conditioned_anchors"] = {
+            "seconds": cond_record.seconds,
+            "path": [e["name"] for e in cond_record.iterations],
+            "val_relative_l2": [e.get("val_relative_l2") for e in cond_record.iterations],
+        }
     for name, m in learned.items():
         its = m.rule_result.iterations
         out[f"{name}_rule"] = {
@@ -295,8 +349,8 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
     also used to re-score stored results when the definitions change): per task each
     variant's ``<variant>_speedup`` and the ``<variant>_ratio_<checkpoint>`` of the ratio
     variants; per seed the median ``speedup`` (meta), ``meta_adam_speedup`` and the
-    rule's worst checkpoint ratio ``hypergradient_ratio_max`` (and ``learned_speedup``,
-    ``meta_learned_speedup`` for the learned rule's variants)."""
+    rule's worst checkpoint ratio ``hypergradient_ratio_max`` (and ``<variant>_speedup``
+    for the learned rule's and the task-conditioned variants)."""
     per_task = list(result["tasks"].values())
     present = list(per_task[0]["curves"])
     for r in per_task:
@@ -306,7 +360,7 @@ def score(result: dict[str, Any]) -> dict[str, Any]:
         for name in [v for v in RATIO_VARIANTS if v in present]:
             for frac, i in zip(CHECKPOINTS, _checkpoints(len(curves["adam"])), strict=True):
                 r[f"{name}_ratio_{frac}"] = curves[name][i][1] / curves["adam"][i][1]
-    for name in ("meta", "meta_adam", *RULE_VARIANTS):
+    for name in SPEEDUP_VARIANTS:
         if name in present:
             key = "speedup" if name == "meta" else f"{name}_speedup"
             result[key] = float(np.median([r[f"{name}_speedup"] for r in per_task]))

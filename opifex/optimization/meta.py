@@ -39,7 +39,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -52,6 +52,12 @@ from flax import nnx
 
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.optimizers import hypergradient_adam
+from opifex.optimization.conditioned import (
+    ORDERS,
+    Anchors,
+    continuation_order,
+    task_points,
+)
 from opifex.optimization.learned_rule import (
     check_rule_params,
     init_rule_params,
@@ -61,7 +67,9 @@ from opifex.optimization.learned_rule import (
 from opifex.optimization.tasks import MetaTask
 
 RULES = ("hypergradient", "adam", "learned")
-FORMAT = "opifex.MetaOptimizer/2"
+FORMAT = "opifex.MetaOptimizer/3"
+#: earlier formats :meth:`MetaOptimizer.load` still reads
+OLD_FORMATS = ("opifex.MetaOptimizer/1", "opifex.MetaOptimizer/2")
 #: the settings each rule reads (any other one given to that rule is an error)
 RULE_SETTINGS = {
     "hypergradient": ("hypergradient_lr", "b1", "b2", "eps", "min_scale", "max_scale"),
@@ -131,7 +139,8 @@ class MetaOptimizer:
     :meth:`meta_train` (or :meth:`load`) it also carries a meta-learned initialisation that
     trainers start from. ``MetaOptimizer("learned")`` is the learned per-parameter update
     rule of :mod:`opifex.optimization.learned_rule`; until :meth:`meta_train_rule` has
-    trained it, it is exactly Adam.
+    trained it, it is exactly Adam. After :meth:`meta_train_conditioned` its initialisation
+    depends on the task: give trainers ``meta.for_task(task)``.
 
     Args:
         rule: ``"hypergradient"`` (Adam with the learning rate adapted online), ``"adam"``
@@ -156,10 +165,15 @@ class MetaOptimizer:
             ``None`` before meta-training.
         rule_params: the learned rule's network weights (``rule="learned"``; Adam's until
             :meth:`meta_train_rule`), else ``None``.
-        architecture: ``{parameter path: shape}`` of the model ``initial_params`` belong to
-            (derived from them).
+        anchors: the task-conditioned initialisation's
+            :class:`~opifex.optimization.conditioned.Anchors` (the training tasks'
+            coefficients and trained parameters), or ``None``.
+        architecture: ``{parameter path: shape}`` of the model ``initial_params`` (or the
+            anchors) belong to (derived from them).
         result: the :class:`MetaTrainResult` of the last :meth:`meta_train`, if any.
         rule_result: the :class:`MetaTrainResult` of the last :meth:`meta_train_rule`.
+        conditioned_result: the :class:`MetaTrainResult` of the last
+            :meth:`meta_train_conditioned`.
     """
 
     def __init__(
@@ -203,15 +217,22 @@ class MetaOptimizer:
         self.initial_params: dict | None = None
         self.result: MetaTrainResult | None = None
         self.rule_result: MetaTrainResult | None = None
+        self.anchors: Anchors | None = None
+        self.conditioned_result: MetaTrainResult | None = None
         self._meta_info: dict[str, Any] = {}
 
     @property
     def architecture(self) -> dict[str, list[int]] | None:
-        """``{parameter path: shape}`` of the model ``initial_params`` belong to."""
+        """``{parameter path: shape}`` of the model ``initial_params`` (or the anchors)
+        belong to."""
+        if self.anchors is not None:
+            return _signature(self.anchors.anchor(0))
         return None if self.initial_params is None else _signature(self.initial_params)
 
     def __repr__(self) -> str:
         learned = "none" if self.initial_params is None else "meta-trained"
+        if self.anchors is not None:
+            learned = f"task-conditioned ({len(self.anchors)} anchors)"
         rule = self.rule
         if rule == "learned":
             rule += " (meta-trained)" if "rule" in self._meta_info else " (untrained: Adam)"
@@ -240,7 +261,9 @@ class MetaOptimizer:
         initialisation."""
         out = self.with_rule(self.rule)
         out.initial_params, out.result = None, None
+        out.anchors, out.conditioned_result = None, None
         out._meta_info.pop("reptile", None)
+        out._meta_info.pop("conditioned", None)
         return out
 
     def with_rule(self, rule: str, **settings: Any) -> MetaOptimizer:
@@ -254,6 +277,7 @@ class MetaOptimizer:
             out.rule_params, out.rule_result = self.rule_params, self.rule_result
         out.initial_params = self.initial_params
         out.result = self.result
+        out.anchors, out.conditioned_result = self.anchors, self.conditioned_result
         out._meta_info = {
             k: dict(v) for k, v in self._meta_info.items() if k != "rule" or same_rule
         }
@@ -291,7 +315,18 @@ class MetaOptimizer:
 
     def initialize(self, model: nnx.Module) -> nnx.Module:
         """Set ``model``'s parameters to the learned initialisation (in place; no-op without
-        one) and return it."""
+        one) and return it.
+
+        Raises:
+            ValueError: this optimizer's initialisation depends on the task (after
+                :meth:`meta_train_conditioned`): use ``meta.for_task(task)``.
+        """
+        if self.anchors is not None:
+            raise ValueError(
+                "this MetaOptimizer's initialisation depends on the task (it was meta-trained "
+                "with meta_train_conditioned): pass meta_optimizer=meta.for_task(task), or "
+                "meta.rule_only() for the rule alone"
+            )
         if self.initial_params is None:
             return model
         self.check_model(model)
@@ -425,8 +460,7 @@ class MetaOptimizer:
                 f"{len(tasks)} tasks given"
             )
         self._check_tasks(tasks, model)
-        if self.initial_params is not None:
-            self.check_model(model)
+        self.check_model(model)
         return tasks
 
     def _inner_trainers(
@@ -628,6 +662,151 @@ class MetaOptimizer:
         }
         return self.rule_result
 
+    def meta_train_conditioned(
+        self,
+        tasks: Sequence[MetaTask],
+        model: nnx.Module,
+        *,
+        steps: int = 2000,
+        first_steps: int | None = None,
+        order: str = "ascending",
+        config: TrainingConfig | None = None,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> MetaTrainResult:
+        """Learn a task-conditioned initialisation: solve ``tasks`` by continuation and keep
+        their trained parameters as anchors, which :meth:`for_task` interpolates at a new
+        task's coefficients (Penwarden, Zhe, Narayan & Kirby, "A metalearning approach for
+        physics-informed neural networks (PINNs): application to parameterized PDEs",
+        J. Comput. Phys. 477, 111912, 2023).
+
+        The first task starts from the learned (Reptile) initialisation if there is one,
+        else from ``model``'s parameters, and trains ``first_steps`` steps; every later task
+        starts from the previous task's trained parameters and trains ``steps`` steps, so
+        the anchors lie on one smooth path in parameter space and interpolating between
+        them is meaningful (independently trained networks are not: their weights differ by
+        permutations and scalings). Each run goes through a :class:`BasicTrainer` with this
+        optimizer's rule.
+
+        Args:
+            tasks: the family's training tasks; each :class:`MetaTask` must carry its
+                coefficients in ``parameters`` (the same names for all, distinct values).
+            model: the network (architecture and standard initialisation; not changed).
+            steps: full-batch steps of every task after the first.
+            first_steps: steps of the first task. Default ``2 * steps``.
+            order: the continuation path: ``"ascending"`` (from the smallest coefficients,
+                always on to the nearest unsolved task; in one coefficient, sorted),
+                ``"descending"`` (from the largest) or ``"given"`` (as listed). Start from
+                the easiest end (e.g. the largest viscosity).
+            config: the runs' configuration (learning rate, loss weights, boundary
+                enforcement); ``num_epochs`` and ``batch_size`` are set here.
+            seed: the runs' seed.
+            verbose: print one line per task.
+
+        Returns:
+            The :class:`MetaTrainResult` (also ``self.conditioned_result``): per task, in
+            training order, its index, name, parameters, steps, final training loss and,
+            where the task has a reference, final relative L2 error.
+
+        Raises:
+            ValueError: no tasks, tasks without (or with mismatched, repeated or
+                non-finite) parameters, tasks for different models, a bad setting.
+        """
+        first_steps = 2 * steps if first_steps is None else first_steps
+        tasks = self._checked(
+            "meta_train_conditioned", tasks, model, 1, steps=steps, first_steps=first_steps
+        )
+        keys, points = task_points(tasks, "meta_train_conditioned")
+        if order not in ORDERS:
+            raise ValueError(f"meta_train_conditioned(order={order!r}): use one of {ORDERS}")
+        chain = continuation_order(points, order)
+        first, _ = self._inner_trainers(
+            "meta_train_conditioned", [tasks[chain[0]]], model, config, first_steps, seed
+        )
+        rest, inner_cfg = self._inner_trainers(
+            "meta_train_conditioned", [tasks[i] for i in chain[1:]], model, config, steps, seed
+        )
+        params = self.initial_params if self.initial_params is not None else _param_dict(model)
+        params = jax.tree.map(jnp.asarray, params)
+        trained: dict[int, Any] = {}
+        record: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+        for k, (i, tr) in enumerate(zip(chain, first + rest, strict=True)):
+            _set_params(tr.model, params)
+            _, hist = tr.train(problem=tasks[i].problem, val_data=tasks[i].reference)
+            params = _param_dict(tr.model)
+            trained[i] = jax.tree.map(np.asarray, params)
+            entry = {
+                "task": i,
+                "name": tasks[i].name,
+                "parameters": dict(tasks[i].parameters),
+                "steps": int(first_steps if k == 0 else steps),
+                "final_loss": float(hist["train_loss"][-1]),
+            }
+            if tasks[i].reference is not None:
+                entry["val_relative_l2"] = float(hist["val_relative_l2"][-1])
+            record.append(entry)
+            if verbose:
+                err = entry.get("val_relative_l2", math.nan)
+                print(
+                    f"anchor {k + 1}/{len(tasks)} {tasks[i].name}: loss "
+                    f"{entry['final_loss']:.3e}, rel. L2 {err:.3e}",
+                    flush=True,
+                )
+        stacked = jax.tree.map(lambda *a: np.stack(a), *[trained[i] for i in range(len(tasks))])
+        self.anchors = Anchors(keys, points, stacked, tuple(t.name for t in tasks))
+        self.conditioned_result = MetaTrainResult(record, time.perf_counter() - t0)
+        self._meta_info["conditioned"] = {
+            "tasks": [t.name for t in tasks],
+            "keys": list(keys),
+            "order": order,
+            "path": [int(i) for i in chain],
+            "steps": int(steps),
+            "first_steps": int(first_steps),
+            "learning_rate": float(inner_cfg.learning_rate),
+            "seed": int(seed),
+            "seconds": self.conditioned_result.seconds,
+        }
+        return self.conditioned_result
+
+    def for_task(self, task: MetaTask | Mapping[str, float]) -> MetaOptimizer:
+        """This optimizer with the initialisation for ``task`` (a :class:`MetaTask` or its
+        parameters, e.g. ``{"frequency": 2.75}``): the anchors of
+        :meth:`meta_train_conditioned` interpolated piecewise-linearly at its coefficients
+        (between the neighbouring anchors; outside their range, the nearest anchor's
+        parameters). The result carries no anchors: give it to a trainer.
+
+        Raises:
+            ValueError: no task-conditioned initialisation (call
+                :meth:`meta_train_conditioned` or :meth:`load` one), or parameters that are
+                not the family's.
+        """
+        if self.anchors is None:
+            raise ValueError(
+                "for_task needs a task-conditioned initialisation: call "
+                "meta_train_conditioned(tasks, model) first (or load a saved one)"
+            )
+        if isinstance(task, MetaTask):
+            parameters, name = task.parameters, task.name
+        elif isinstance(task, Mapping):
+            parameters, name = task, ""
+        else:
+            raise TypeError(
+                f"for_task(task): a MetaTask or a mapping of its parameters, got "
+                f"{type(task).__name__}"
+            )
+        params = self.anchors.interpolate(parameters)  # checks the parameters
+        out = self.with_rule(self.rule)
+        out.anchors = None
+        out.initial_params = params
+        info = dict(out._meta_info.get("conditioned", {}))
+        info["for_task"] = {
+            "name": name,
+            "parameters": {k: float(v) for k, v in parameters.items()},
+        }
+        out._meta_info["conditioned"] = info
+        return out
+
     @staticmethod
     def _check_tasks(tasks: list[MetaTask], model: nnx.Module) -> None:
         """All tasks must fit one model: same input dimension, model output ``(n, k)``."""
@@ -667,42 +846,67 @@ class MetaOptimizer:
             "rule": self.rule,
             "settings": self.settings,
             "architecture": self.architecture,
+            "initial_params": self.initial_params is not None,
+            "anchors": None
+            if self.anchors is None
+            else {
+                "keys": list(self.anchors.keys),
+                "points": self.anchors.points.tolist(),
+                "names": list(self.anchors.names),
+            },
             "meta_training": self._meta_info,
             "record": None if self.result is None else self.result.iterations,
             "rule_record": None if self.rule_result is None else self.rule_result.iterations,
+            "conditioned_record": None
+            if self.conditioned_result is None
+            else self.conditioned_result.iterations,
         }
         items = {"meta": ocp.args.JsonSave(meta)}
         if self.initial_params is not None:
             items["initial_params"] = ocp.args.StandardSave(self.initial_params)
         if self.rule_params is not None:
             items["rule_params"] = ocp.args.StandardSave(self.rule_params)
+        if self.anchors is not None:
+            items["anchor_params"] = ocp.args.StandardSave(self.anchors.params)
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckpt:
             ckpt.save(path, ocp.args.Composite(**items), force=True)
         return path
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> MetaOptimizer:
-        """Read an optimizer written by :meth:`save` (also the first format, which had no
-        learned rule)."""
+        """Read an optimizer written by :meth:`save` (also the earlier formats: the first
+        had no learned rule, neither had task-conditioned anchors)."""
         path = os.path.abspath(os.fspath(directory))
         if not os.path.isdir(path):
             raise FileNotFoundError(f"MetaOptimizer.load: no saved optimizer at {path}")
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckpt:
             meta = ckpt.restore(path, ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             fmt = meta.get("format")
-            if fmt not in (FORMAT, "opifex.MetaOptimizer/1"):
+            if fmt not in (FORMAT, *OLD_FORMATS):
                 raise ValueError(f"{path} does not hold a saved MetaOptimizer")
             settings = dict(meta["settings"])
             if fmt == "opifex.MetaOptimizer/1":  # every rule stored every setting
                 settings = {k: v for k, v in settings.items() if k in RULE_SETTINGS[meta["rule"]]}
             out = cls(meta["rule"], **settings)
-            if meta["architecture"] is not None:
+            anchors = meta.get("anchors")
+            if meta.get("initial_params", meta["architecture"] is not None):
                 params = ckpt.restore(
                     path, ocp.args.Composite(initial_params=ocp.args.StandardRestore())
                 )["initial_params"]
                 out.initial_params = jax.tree.map(np.asarray, params)
+            if anchors is not None:
+                params = ckpt.restore(
+                    path, ocp.args.Composite(anchor_params=ocp.args.StandardRestore())
+                )["anchor_params"]
+                out.anchors = Anchors(
+                    anchors["keys"], np.asarray(anchors["points"]), params, anchors["names"]
+                )
+            if meta["architecture"] is not None:
                 recorded = {k: list(v) for k, v in meta["architecture"].items()}
-                if out.architecture != recorded:
+                stored = [out.architecture]
+                if out.anchors is not None and out.initial_params is not None:
+                    stored.append(_signature(out.initial_params))
+                if any(a != recorded for a in stored):
                     raise ValueError(f"{path}: the stored parameters do not match their record")
             if out.rule == "learned":
                 weights = ckpt.restore(
@@ -721,4 +925,7 @@ class MetaOptimizer:
         if meta.get("rule_record") is not None:
             seconds = float(info.get("rule", {}).get("seconds", 0))
             out.rule_result = MetaTrainResult(meta["rule_record"], seconds)
+        if meta.get("conditioned_record") is not None:
+            seconds = float(info.get("conditioned", {}).get("seconds", 0))
+            out.conditioned_result = MetaTrainResult(meta["conditioned_record"], seconds)
         return out
