@@ -62,6 +62,9 @@ from opifex.training.basic_trainer import BasicTrainer
 
 PI = float(np.pi)
 
+#: the learned rule's evolution-strategies settings, the same for every family
+RULE_ES = dict(rule_pairs=8, rule_sigma=0.05, rule_learning_rate=0.03, rule_cost_start=0.5)
+
 FAMILIES: dict[str, dict[str, Any]] = {
     "poisson": dict(
         train=[1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
@@ -75,10 +78,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         val_every=50,
         rule_iterations=24,
         rule_horizon=4000,
-        rule_pairs=8,
-        rule_sigma=0.05,
-        rule_learning_rate=0.03,
-        rule_cost_start=0.5,
+        **RULE_ES,
         cond_steps=4000,
         cond_first_steps=8000,
         cond_order="ascending",
@@ -97,10 +97,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         # benchmarks/README.md)
         rule_iterations=24,
         rule_horizon=1500,
-        rule_pairs=8,
-        rule_sigma=0.05,
-        rule_learning_rate=0.03,
-        rule_cost_start=0.5,
+        **RULE_ES,
         # from the largest viscosity (the smoothest solution) to the sharpest front
         cond_steps=1500,
         cond_first_steps=3000,

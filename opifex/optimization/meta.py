@@ -52,12 +52,7 @@ from flax import nnx
 
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.optimizers import hypergradient_adam
-from opifex.optimization.conditioned import (
-    ORDERS,
-    Anchors,
-    continuation_order,
-    task_points,
-)
+from opifex.optimization.conditioned import Anchors, continuation_order, task_points
 from opifex.optimization.learned_rule import (
     check_rule_params,
     init_rule_params,
@@ -717,9 +712,7 @@ class MetaOptimizer:
             "meta_train_conditioned", tasks, model, 1, steps=steps, first_steps=first_steps
         )
         keys, points = task_points(tasks, "meta_train_conditioned")
-        if order not in ORDERS:
-            raise ValueError(f"meta_train_conditioned(order={order!r}): use one of {ORDERS}")
-        chain = continuation_order(points, order)
+        chain = continuation_order(points, order)  # checks ``order``
         first, _ = self._inner_trainers(
             "meta_train_conditioned", [tasks[chain[0]]], model, config, first_steps, seed
         )
