@@ -109,6 +109,14 @@ def check_array(name: str, a: Any, *, min_ndim: int = 1) -> jax.Array:
     return jnp.asarray(arr)
 
 
+def eval_graphdef(model: nnx.Module) -> Any:
+    """The graph of ``model`` in evaluation mode: dropout off, batch norm on its running
+    statistics. Each switch is set on the modules that have it (a Dropout-only or a
+    BatchNorm-only model is fine); a model with neither evaluates as it trains."""
+    view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+    return nnx.graphdef(view)
+
+
 def batched_apply(model: nnx.Module, x: jax.Array, batch_size: int | None) -> jax.Array:
     """``model(x)`` evaluated in batches of ``batch_size`` (``lax.map``), for memory."""
     n = x.shape[0]
@@ -399,11 +407,7 @@ class Trainer:
         self._compute_graphdef = _precision.compute_graphdef(model, config.precision)
         #: the device mesh of a distributed run (``None``: one device)
         self.mesh_plan = None if config.distributed is None else MeshPlan(config.distributed)
-        try:
-            eval_view = nnx.view(model, deterministic=True, use_running_average=True)
-        except Exception:  # the model has no such switches
-            eval_view = model
-        self._eval_graphdef = nnx.graphdef(eval_view) if eval_view is not model else None
+        self._eval_graphdef = eval_graphdef(model)
         self._engines: dict[int, Engine] = {}
         self._engine_key: tuple | None = None
         self._state: TrainState | None = None

@@ -389,8 +389,39 @@ def test_dropout_model_trains_and_evaluates_deterministically(quiet_config):
     t = Trainer(model, quiet_config(num_epochs=40, batch_size=8, learning_rate=1e-2))
     _, h = t.train((x, y))
     assert h["train_loss"][-1] < h["train_loss"][0]
-    assert t.evaluate((x, y)) == t.evaluate((x, y))
     assert int(model.drop.rngs.count[...]) > 0  # dropout drew fresh keys while training
+    # evaluation is the deterministic model's, not a dropout draw
+    det = nnx.view(model, deterministic=True)
+    mse = float(jnp.mean((det(x) - y) ** 2))
+    assert t.evaluate((x, y))["mse"] == pytest.approx(mse, rel=1e-5)
+    # validation too (it drives early stopping and restore_best)
+    t2 = Trainer(Net(nnx.Rngs(0)), quiet_config(num_epochs=4, batch_size=8, validation_frequency=2))
+    _, h2 = t2.train((x, y), (x, y))
+    det2 = nnx.view(t2.model, deterministic=True)
+    val_mse = float(jnp.mean((det2(x) - y) ** 2))
+    assert h2["val_mse"][-1] == pytest.approx(val_mse, rel=1e-5)
+
+
+@pytest.mark.parametrize("which", ["dropout", "batchnorm"])
+def test_single_switch_models_evaluate_in_eval_mode(quiet_config, which):
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.a = nnx.Linear(3, 16, rngs=rngs)
+            if which == "dropout":
+                self.m = nnx.Dropout(0.5, rngs=rngs)
+            else:
+                self.m = nnx.BatchNorm(16, rngs=rngs)
+            self.b = nnx.Linear(16, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.b(self.m(jnp.tanh(self.a(x))))
+
+    x, y, _ = linear_data(32)
+    t = Trainer(Net(nnx.Rngs(0)), quiet_config(num_epochs=3, batch_size=8))
+    t.train((x, y))
+    ev = nnx.view(t.model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+    mse = float(jnp.mean((ev(x) - y) ** 2))
+    assert t.evaluate((x, y))["mse"] == pytest.approx(mse, rel=1e-5)
 
 
 def test_interrupt_saves_last_completed_chunk_and_resumes(quiet_config, tmp_path):
