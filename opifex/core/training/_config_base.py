@@ -64,6 +64,41 @@ def _check_float(
         _fail(cls, field, f"must be <= {high}, got {value!r}")
 
 
+CALLABLE_LABEL = "<callable "
+
+
+def callable_label(fn: Any) -> str:
+    """``"<callable module.qualname>"``: how a config records a function it holds."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{CALLABLE_LABEL}{getattr(fn, '__module__', '?')}.{name}>"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _ConfigBase):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, str | bool | int | float) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if callable(value):
+        return callable_label(value)
+    return value
+
+
+def _holds_label(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith(CALLABLE_LABEL)
+    if isinstance(value, Mapping):
+        return any(_holds_label(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_label(v) for v in value)
+    return False
+
+
 class _ConfigBase:
     """Shared dict / JSON / YAML conversion for the config dataclasses."""
 
@@ -71,15 +106,14 @@ class _ConfigBase:
     _nested_seq: ClassVar[dict[str, type]] = {}
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if isinstance(value, _ConfigBase) or dataclasses.is_dataclass(value):
-                value = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
-            elif isinstance(value, tuple):
-                value = [v.to_dict() if isinstance(v, _ConfigBase) else v for v in value]
-            out[f.name] = value
-        return out
+        """The config as plain data (YAML/JSON-ready). A callable field (a conservation
+        density, a symmetry transform, a restriction operator) is written as the label
+        ``"<callable module.name>"``: code cannot be stored, so such a config records which
+        function it used, and :meth:`from_dict` refuses the label, asking for the function."""
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
@@ -94,6 +128,14 @@ class _ConfigBase:
                 f"{cls.__name__}: unknown field(s) {unknown}; valid fields are {sorted(names)}"
             )
         kwargs = dict(data)
+        for name, value in kwargs.items():
+            if name not in cls._nested and name not in cls._nested_seq and _holds_label(value):
+                raise ValueError(
+                    f"{cls.__name__}.{name}: the stored config records a function "
+                    f"({value!r}) that cannot be read back from a file; pass the "
+                    f"function(s) themselves, e.g. {cls.__name__}.from_dict({{**data, "
+                    f"{name!r}: ...}})"
+                )
         for name, sub in cls._nested.items():
             if isinstance(kwargs.get(name), Mapping):
                 kwargs[name] = sub.from_dict(kwargs[name])

@@ -563,3 +563,47 @@ def test_configs_left_unset_add_nothing_to_the_traced_step(quiet_config):
         model, quiet_config(conservation_config=ConservationConfig(laws=["mass"]))
     ).task
     assert n_eqns(task_objective(with_cons)) > n_eqns(bare)
+
+
+def _odd(a):
+    return -a
+
+
+def test_configs_holding_callables_write_run_files(quiet_config, tmp_path):
+    # a run directory writes config.yaml and checkpoint metadata: functions become labels
+    import json
+
+    import yaml
+
+    from opifex.core.training.config import TrainingConfig
+
+    x, y = _vectors(16)
+    cons = ConservationConfig(
+        laws=["symmetry", "charge"],
+        symmetry_transform=(_odd, _odd),
+        densities={"charge": lambda u: u[0]},
+    )
+    cfg = quiet_config(
+        num_epochs=2,
+        batch_size=8,
+        run_dir=str(tmp_path / "run"),
+        conservation_config=cons,
+        checkpoint_frequency=1,
+    )
+    _, h = Trainer(Pointwise(a=1.0), cfg).train((x, y))
+    assert len(h["train_loss"]) == 2
+    stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    sym = stored["conservation_config"]["symmetry_transform"]
+    assert sym == [f"<callable {__name__}._odd>"] * 2
+    assert stored["conservation_config"]["densities"]["charge"].startswith("<callable ")
+    json.dumps(cfg.to_dict())  # the checkpoint metadata's form
+    # reading the labels back asks for the functions
+    with pytest.raises(ValueError, match="ConservationConfig.(densities|symmetry_transform)"):
+        TrainingConfig.from_dict(stored)
+    # a callable restriction likewise
+    data = {"coarse": _grid_data(16, 4, 0), "fine": _grid_data(16, 8, 1)}
+    ms = _ms_config(quiet_config, coupling=True, restriction=lambda x, u: (x[:, ::2], u[:, ::2]))
+    ms = ms.replace(num_epochs=1, run_dir=str(tmp_path / "ms"))
+    Trainer(Pointwise(a=2.0), ms).train(data)
+    stored = yaml.safe_load((tmp_path / "ms" / "config.yaml").read_text())
+    assert stored["multiscale_config"]["restriction"].startswith("<callable ")
