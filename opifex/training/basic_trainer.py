@@ -33,6 +33,7 @@ from opifex.core.training.components import TrainingComponentBase
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.history import History
 from opifex.core.training.metrics import AdvancedMetricsCollector
+from opifex.core.training.physics_configs import refuse_unhonoured
 from opifex.core.training.physics_terms import ConservationTerms, conservation_nodes
 from opifex.core.training.trainer import SupervisedTask, Trainer, check_array
 from opifex.training.components import FlexibleOptimizerFactory
@@ -41,6 +42,9 @@ from opifex.training.recovery import ErrorRecoveryManager
 
 class PhysicsTask:
     """The physics-informed objective for the engine (collocation points are minibatched)."""
+
+    honoured_configs = ("conservation_config", "boundary_config")
+    label = "physics-informed training (set_physics_loss)"
 
     def __init__(self, config: TrainingConfig, loss: PhysicsInformedLoss) -> None:
         self.loss = loss
@@ -51,12 +55,7 @@ class PhysicsTask:
         self.space_dims: int | None = None
         self.has_targets = False
         self._initial: InitialCondition | None = None  # the conservation reference, if any
-        if config.multiscale_config is not None:
-            raise ValueError(
-                "TrainingConfig.multiscale_config: multi-scale data terms apply to supervised "
-                "(x, y) data; with a physics loss the collocation points are one set. Train "
-                "multi-scale data without set_physics_loss, or leave multiscale_config=None"
-            )
+        refuse_unhonoured(self.label, config, self.honoured_configs)
         if loss.causal and config.micro_batches > 1:
             raise ValueError(
                 f"PhysicsLossConfig.causal_chunks={loss.config.causal_chunks} with "
@@ -358,6 +357,8 @@ class BasicTrainer(Trainer):
         rngs: optional ``nnx.Rngs`` for the run's key.
         callbacks: components to run (see :class:`Trainer`).
     """
+
+    _task_fixed = False  # set_physics_loss may switch to the physics-informed task
 
     def __init__(
         self,

@@ -17,18 +17,21 @@ import jax.numpy as jnp
 from flax import nnx
 
 from opifex.core.physics import kohn_sham as ks
-from opifex.core.training.physics_configs import DFTConfig, SCFConfig
+from opifex.core.training.physics_configs import DFTConfig, SCFConfig, refuse_unhonoured
 
 
 class KohnShamTask:
     """The trainer task of ``dft_config``: data ``(v_ext, nuclear_energy, energy, density)``."""
 
     weighting = None
+    honoured_configs = ("dft_config", "scf_config")
+    label = "Kohn-Sham functional training (dft_config)"
 
     def __init__(self, config: Any) -> None:
         dc = config.dft_config
         if not isinstance(dc, DFTConfig):
             raise TypeError("KohnShamTask needs TrainingConfig.dft_config")
+        refuse_unhonoured(self.label, config, self.honoured_configs)
         if dc.functional == "lda":
             raise ValueError(
                 "DFTConfig.functional='lda': the local exchange approximation has nothing to "

@@ -25,6 +25,34 @@ from opifex.core.training._config_base import (
 CONSERVATION_LAWS = ("mass", "momentum", "energy", "particle_number", "symmetry")
 
 
+#: the physics configs that select or shape a trainer task, and the tasks that use each
+#: (the metrics and logging configs are host components every task honours)
+TASK_CONFIGS: dict[str, str] = {
+    "conservation_config": "supervised (x, y) training (Trainer) and physics-informed "
+    "training (BasicTrainer.set_physics_loss)",
+    "multiscale_config": "supervised (x, y) training with {scale: (x, y)} data",
+    "boundary_config": "physics-informed training (BasicTrainer.set_physics_loss with a "
+    "domain and conditions)",
+    "quantum_config": "energy/force training (TrainingConfig.quantum_config selects it)",
+    "dft_config": "Kohn-Sham functional training (TrainingConfig.dft_config selects it)",
+    "scf_config": "Kohn-Sham functional training (with dft_config)",
+}
+
+
+def refuse_unhonoured(task: str, config: Any, honoured: tuple[str, ...]) -> None:
+    """Raise for every physics config set in ``config`` that ``task`` does not use.
+
+    Each trainer task declares the configs it honours; one it would silently ignore is a
+    construction-time error naming the config and the training that uses it.
+    """
+    for name, users in TASK_CONFIGS.items():
+        if name not in honoured and getattr(config, name, None) is not None:
+            raise ValueError(
+                f"TrainingConfig.{name}: {task} does not use it (it applies to {users}); "
+                f"leave {name}=None for this training"
+            )
+
+
 def _check_names(cls: str, field: str, value: Any, allowed: tuple[str, ...] | None = None) -> None:
     if not isinstance(value, tuple) or not value or not all(isinstance(v, str) for v in value):
         _fail(cls, field, f"must be a non-empty sequence of names, got {value!r}")

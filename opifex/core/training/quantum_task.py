@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from opifex.core.training.physics_configs import QuantumTrainingConfig
+from opifex.core.training.physics_configs import QuantumTrainingConfig, refuse_unhonoured
 
 PyTree = Any
 
@@ -33,16 +33,14 @@ class QuantumTask:
     """The trainer task of ``quantum_config``: data ``(positions, energies[, forces])``."""
 
     weighting = None
+    honoured_configs = ("quantum_config",)
+    label = "energy/force training (quantum_config)"
 
     def __init__(self, config: Any) -> None:
         qc = config.quantum_config
         if not isinstance(qc, QuantumTrainingConfig):
             raise TypeError("QuantumTask needs TrainingConfig.quantum_config")
-        if config.multiscale_config is not None or config.conservation_config is not None:
-            raise ValueError(
-                "TrainingConfig.quantum_config: energy/force training does not combine with "
-                "multiscale_config or conservation_config; leave those None"
-            )
+        refuse_unhonoured(self.label, config, self.honoured_configs)
         self.config = qc
         self.eval_batch_size = config.validation.batch_size
         self.has_forces = False

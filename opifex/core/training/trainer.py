@@ -53,6 +53,7 @@ from opifex.core.training.optimizers import (
     needs_value_fn,
     set_schedule_step,
 )
+from opifex.core.training.physics_configs import refuse_unhonoured
 from opifex.core.training.physics_terms import ConservationTerms, MultiScale
 from opifex.core.training.quantum_task import QuantumTask
 from opifex.core.training.state import TrainingState
@@ -148,19 +149,16 @@ class SupervisedTask:
         cc, mc = config.conservation_config, config.multiscale_config
         self.conservation = None if cc is None else ConservationTerms(cc)
         self.multiscale = None if mc is None else MultiScale(mc)
-        self.boundary_config = config.boundary_config
+        self.config = config
 
     weighting = None
+    #: the physics configs this task uses (the others are refused; ``refuse_unhonoured``)
+    honoured_configs = ("conservation_config", "multiscale_config")
+    label = "supervised (x, y) training"
 
     def prepare_train(self, name: str, data: Any) -> tuple[Any, Any]:
         """``(batched, whole)`` for the engine: minibatched pairs, and for multi-scale data
         the other scales (sampled inside the step)."""
-        if self.boundary_config is not None:
-            raise ValueError(
-                "TrainingConfig.boundary_config: boundary conditions belong to physics-informed "
-                "training (BasicTrainer with set_physics_loss and a domain); supervised (x, y) "
-                "training has no boundary to enforce, so leave boundary_config=None"
-            )
         if self.multiscale is None:
             return self.prepare(name, data), None
         ms = self.multiscale
@@ -370,6 +368,10 @@ class Trainer:
         metrics_collector: the :class:`AdvancedMetricsCollector` among them, if any.
     """
 
+    #: whether the task chosen at construction is the one trained (``BasicTrainer`` can
+    #: switch to a physics-informed task later, so it checks the configs at ``train``)
+    _task_fixed = True
+
     def __init__(
         self,
         model: nnx.Module,
@@ -398,6 +400,8 @@ class Trainer:
         self.config = config
         _precision.check_available(config.precision)
         self.task = self._make_task()
+        if self._task_fixed:  # no later set_physics_loss can change what is trained
+            refuse_unhonoured(self.task.label, config, self.task.honoured_configs)
         self._key = jr.key(config.seed) if rngs is None else rngs()
         if config.precision.compute_dtype == "float64":
             _precision.to_float64(model)  # the model itself becomes a float64 model
@@ -622,6 +626,7 @@ class Trainer:
 
     def _train(self, val_data: Any, *prepare_args: Any, **prepare_kwargs: Any):
         cfg = self.config
+        refuse_unhonoured(self.task.label, cfg, self.task.honoured_configs)
         batched, whole = self.task.prepare_train(*prepare_args, **prepare_kwargs)
         val = None if val_data is None else self.task.prepare_eval("val_data", val_data)
         if cfg.precision.compute_dtype == "float64":
