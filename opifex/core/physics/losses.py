@@ -55,8 +55,13 @@ class PhysicsLossConfig(_ConfigBase):
         data_weight: weight of the labelled-data misfit.
         adaptive_weighting: update the weights in-graph with ``weighting``.
         weighting: ``grad_norm`` (default), ``lra``, ``ntk``, ``relobralo`` or ``softadapt``.
-        weight_update_frequency: steps between updates of gradient-based rules.
-        weighting_momentum: smoothing of gradient-based rules.
+        weight_update_frequency: optimizer steps between two weight updates of the rule
+            (default, ``None``: the rule's own, 100 for ``grad_norm``, ``lra`` and ``ntk``,
+            1 for ``relobralo`` and ``softadapt``).
+        weighting_momentum: smoothing of the weights, ``lambda <- m lambda + (1 - m)
+            lambda_hat`` for ``grad_norm``, ``lra`` and ``ntk`` (default 0.9); for
+            ``relobralo`` it is the history weight ``alpha`` of Bischof & Kraus (default
+            0.999). ``softadapt`` has no smoothing and refuses it.
         data_loss: ``mse``, ``mae`` or ``relative_l2`` for the data term.
         positivity_weight: quantum constraint: weight of the density-positivity term, the
             mean over the collocation points of ``min(rho, 0)^2`` (0: off).
@@ -87,8 +92,8 @@ class PhysicsLossConfig(_ConfigBase):
     data_weight: float = 1.0
     adaptive_weighting: bool = False
     weighting: str = "grad_norm"
-    weight_update_frequency: int = 100
-    weighting_momentum: float = 0.9
+    weight_update_frequency: int | None = None
+    weighting_momentum: float | None = None
     data_loss: str = "mse"
     positivity_weight: float = 0.0
     normalization_weight: float = 0.0
@@ -113,8 +118,20 @@ class PhysicsLossConfig(_ConfigBase):
         for f in ("physics_weight", "boundary_weight", "initial_weight", "data_weight"):
             _check_float(c, f, getattr(self, f), low=0.0)
         _check_choice(c, "weighting", self.weighting, tuple(WEIGHTING_RULES))
-        _check_int(c, "weight_update_frequency", self.weight_update_frequency, 1)
-        _check_float(c, "weighting_momentum", self.weighting_momentum, low=0.0, high=1.0)
+        _check_int(c, "weight_update_frequency", self.weight_update_frequency, 1, optional=True)
+        _check_float(
+            c, "weighting_momentum", self.weighting_momentum, low=0.0, high=1.0, optional=True
+        )
+        for f in ("weight_update_frequency", "weighting_momentum"):
+            if getattr(self, f) is not None and not self.adaptive_weighting:
+                _fail(c, f, "is set but adaptive_weighting=False (no weights adapt)")
+        if self.weighting == "softadapt" and self.weighting_momentum is not None:
+            _fail(
+                c,
+                "weighting_momentum",
+                "softadapt has no smoothing (its weights are a softmax of the current loss "
+                "rates); leave it None, or use weighting='relobralo' for smoothed weights",
+            )
         _check_choice(c, "data_loss", self.data_loss, ("mse", "mae", "relative_l2"))
         _check_int(c, "causal_chunks", self.causal_chunks, 0)
         _check_float(c, "causal_epsilon", self.causal_epsilon, low=0.0, low_open=True)
@@ -133,9 +150,12 @@ class PhysicsLossConfig(_ConfigBase):
         if not self.adaptive_weighting:
             return None
         cls = WEIGHTING_RULES[self.weighting]
-        if self.weighting in ("grad_norm", "lra", "ntk"):
-            return cls(every=self.weight_update_frequency, momentum=self.weighting_momentum)
-        return cls()
+        kw: dict[str, Any] = {}
+        if self.weight_update_frequency is not None:
+            kw["every"] = self.weight_update_frequency
+        if self.weighting_momentum is not None:
+            kw["alpha" if self.weighting == "relobralo" else "momentum"] = self.weighting_momentum
+        return cls(**kw)
 
 
 def _required_positional(fn: Callable) -> int | None:

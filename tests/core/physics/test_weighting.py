@@ -140,3 +140,45 @@ def test_ntk_rule_formula():
     np.testing.assert_allclose(
         [st["weights"]["physics"], st["weights"]["boundary"]], [33.0 / 30.0, 11.0], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("name", ["grad_norm", "lra", "ntk", "relobralo", "softadapt"])
+def test_every_rule_takes_the_update_frequency_and_smoothing(name):
+    rule = PhysicsLossConfig(
+        adaptive_weighting=True, weighting=name, weight_update_frequency=7
+    ).make_rule()
+    assert rule.every == 7
+    default = PhysicsLossConfig(adaptive_weighting=True, weighting=name).make_rule()
+    assert default.every == (1 if name in ("relobralo", "softadapt") else 100)
+    if name == "softadapt":
+        with pytest.raises(ValueError, match="weighting_momentum"):
+            PhysicsLossConfig(adaptive_weighting=True, weighting=name, weighting_momentum=0.5)
+        return
+    rule = PhysicsLossConfig(
+        adaptive_weighting=True, weighting=name, weighting_momentum=0.5
+    ).make_rule()
+    assert (rule.alpha if name == "relobralo" else rule.momentum) == 0.5
+
+
+def test_relobralo_alpha_changes_its_weights():
+    values = [
+        {"a": jnp.float32(1.0), "b": jnp.float32(1.0)},
+        {"a": jnp.float32(0.2), "b": jnp.float32(1.0)},
+    ]
+
+    def final(alpha):
+        rule = PhysicsLossConfig(
+            adaptive_weighting=True, weighting="relobralo", weighting_momentum=alpha
+        ).make_rule()
+        st = rule.init({"a": 1.0, "b": 1.0})
+        for v in values:
+            st = rule.update(st, v, None, jr.key(0))
+        return float(st["weights"]["a"])
+
+    assert final(0.999) != pytest.approx(final(0.0), abs=1e-3)
+
+
+@pytest.mark.parametrize("field", ["weight_update_frequency", "weighting_momentum"])
+def test_weighting_settings_without_adaptive_weighting_are_refused(field):
+    with pytest.raises(ValueError, match=f"PhysicsLossConfig.{field}.*adaptive_weighting=False"):
+        PhysicsLossConfig(**{field: 5 if field == "weight_update_frequency" else 0.5})
