@@ -624,6 +624,8 @@ class ModularTrainer(BasicTrainer):
         named.update(given)
         self.named_components = {k: v for k, v in named.items() if v is not None}
         self._optimizer_factory = named["optimizer_factory"]
+        if self._optimizer_factory is not None:  # conflicting settings fail here, not at train
+            self._optimizer_factory.resolve(cfg.optimizer, cfg.learning_rate)
         extra = [
             v
             for k, v in self.named_components.items()

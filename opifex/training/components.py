@@ -67,6 +67,10 @@ _KEYS: dict[str, str | None] = {
     "lbfgs_memory_size": "lbfgs_memory_size",
 }
 
+#: gradient handling a trainer's config keeps when the factory does not name it
+_CARRIED = ("clip_norm", "clip_value", "gradient_accumulation_steps")
+_OPT_DEFAULTS = {f: getattr(OptimizerConfig(), f) for f in _CARRIED}
+
 
 class FlexibleOptimizerFactory:
     """Build optax optimizers from a plain dict.
@@ -80,7 +84,15 @@ class FlexibleOptimizerFactory:
             ``gamma``, ``milestones``, ``weight_decay``, ``momentum``, ``nesterov``, ``b1``,
             ``b2``, ``eps``, ``gradient_clip_norm``, ``gradient_clip_value``,
             ``gradient_accumulation_steps``, ``lbfgs_memory_size``. Defaults are those of
-            :class:`OptimizerConfig` (Adam, constant rate 1e-3).
+            :class:`OptimizerConfig` (Adam, constant rate).
+
+    In a trainer the factory replaces the main stage's optimizer and schedule, and the
+    :class:`TrainingConfig` keeps what the factory does not name: without a
+    ``learning_rate`` key the rate is ``TrainingConfig.learning_rate``, and the config's
+    gradient clipping and accumulation (``OptimizerConfig.clip_norm``, ``clip_value``,
+    ``gradient_accumulation_steps``) stay unless the factory names them. Naming one that the
+    config also sets to another value is refused (one source of truth). Used on its own,
+    :meth:`create_optimizer` takes 1e-3 when no rate is named.
 
     Raises:
         ValueError: an unknown key (the message lists the valid ones) or a bad value (the
@@ -89,8 +101,10 @@ class FlexibleOptimizerFactory:
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         cfg = dict_config("FlexibleOptimizerFactory", config, _KEYS)
-        lr = cfg.get("learning_rate", 1e-3)
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        lr = cfg.get("learning_rate")
+        if lr is not None and (
+            isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0
+        ):
             raise ValueError(
                 f"FlexibleOptimizerFactory config['learning_rate'] must be > 0, got {lr!r}"
             )
@@ -117,9 +131,41 @@ class FlexibleOptimizerFactory:
                 str(e),
             )
             raise ValueError(msg) from None
-        self.learning_rate = float(lr)
+        #: the named rate (``None``: the trainer's ``TrainingConfig.learning_rate``)
+        self.learning_rate = None if lr is None else float(lr)
         self.total_steps = steps
         self.config = cfg
+        #: the OptimizerConfig fields the dict names
+        self.named_fields = frozenset(fields)
+
+    def resolve(
+        self, optimizer: OptimizerConfig, learning_rate: float
+    ) -> tuple[OptimizerConfig, float]:
+        """The optimizer and rate a trainer runs: this factory's optimizer and schedule, with
+        the trainer config's rate and gradient handling where the factory names none.
+
+        Args:
+            optimizer: the trainer config's ``TrainingConfig.optimizer``.
+            learning_rate: the trainer config's ``TrainingConfig.learning_rate``.
+
+        Raises:
+            ValueError: the factory and the config set the same gradient setting to
+                different values.
+        """
+        back = {f: k for k, f in _KEYS.items() if f is not None}
+        keep = {}
+        for f in _CARRIED:
+            mine, theirs = getattr(self.optimizer_config, f), getattr(optimizer, f)
+            default = _OPT_DEFAULTS[f]
+            if f not in self.named_fields:
+                keep[f] = theirs
+            elif theirs != default and theirs != mine:
+                raise ValueError(
+                    f"FlexibleOptimizerFactory config['{back[f]}']={mine!r} conflicts with "
+                    f"TrainingConfig.optimizer.{f}={theirs!r}; set it in one place"
+                )
+        opt = self.optimizer_config.replace(**keep) if keep else self.optimizer_config
+        return opt, (learning_rate if self.learning_rate is None else self.learning_rate)
 
     def create_optimizer(self, total_steps: int | None = None) -> optax.GradientTransformation:
         """The optax transformation (``total_steps`` overrides the configured length)."""
@@ -133,7 +179,8 @@ class FlexibleOptimizerFactory:
                     f"{self.optimizer_config.schedule!r} needs total_steps (or decay_steps)"
                 )
             steps = 1
-        return build_optimizer(self.optimizer_config, self.learning_rate, steps)
+        lr = 1e-3 if self.learning_rate is None else self.learning_rate
+        return build_optimizer(self.optimizer_config, lr, steps)
 
     def __repr__(self) -> str:
         return f"FlexibleOptimizerFactory(config={self.config!r})"

@@ -232,3 +232,36 @@ def test_chunk_length_rule(quiet_config, epochs, spe, freqs, val_every, want):
     kw = {} if val_every is None else {"validation_frequency": val_every}
     t = Trainer(mlp(), quiet_config(num_epochs=epochs, **kw), callbacks=comps)
     assert t._chunk_epochs(val_every is not None, spe) == want
+
+
+def test_factory_without_a_rate_takes_the_configs_rate_and_gradient_handling(quiet_config):
+    from opifex.core.training.config import OptimizerConfig
+
+    x, y = data(32)
+    # the config's rate (1e-2), not a factory default of 1e-3
+    factory = FlexibleOptimizerFactory({"optimizer_type": "sgd"})
+    cfg = quiet_config(num_epochs=2, learning_rate=1e-2)
+    _, h = ModularTrainer(mlp(), cfg, components={"optimizer_factory": factory}).train((x, y))
+    assert h["learning_rate"][-1] == pytest.approx(1e-2)
+    named = FlexibleOptimizerFactory({"optimizer_type": "sgd", "learning_rate": 0.5})
+    _, h = ModularTrainer(mlp(), cfg, components={"optimizer_factory": named}).train((x, y))
+    assert h["learning_rate"][-1] == pytest.approx(0.5)
+    # the config's clipping survives the factory: one SGD step moves the weights by
+    # at most lr * clip_norm
+    clipped = quiet_config(
+        num_epochs=1, learning_rate=0.1, optimizer=OptimizerConfig(name="sgd", clip_norm=1e-3)
+    )
+    model = mlp()
+    before = jax.tree.leaves(nnx.state(model, nnx.Param))
+    before = [np.asarray(b) for b in before]
+    ModularTrainer(model, clipped, components={"optimizer_factory": factory}).train((x, y))
+    after = [np.asarray(a) for a in jax.tree.leaves(nnx.state(model, nnx.Param))]
+    moved = math.sqrt(sum(float(np.sum((a - b) ** 2)) for a, b in zip(after, before, strict=True)))
+    assert 0 < moved <= 0.1 * 1e-3 * (1 + 1e-4)
+    # a conflicting clip in both places is refused at construction
+    clash = FlexibleOptimizerFactory({"optimizer_type": "sgd", "gradient_clip_norm": 1.0})
+    with pytest.raises(ValueError, match="gradient_clip_norm.*TrainingConfig.optimizer.clip_norm"):
+        ModularTrainer(mlp(), clipped, components={"optimizer_factory": clash})
+    # the factory on its own keeps its documented default rate
+    assert FlexibleOptimizerFactory({}).learning_rate is None
+    assert FlexibleOptimizerFactory({}).create_optimizer() is not None

@@ -504,7 +504,7 @@ class Trainer:
         start, stop, opt, lr = self.config.stage_plan()[stage]
         factory = self._optimizer_factory if stage == 0 else None
         if factory is not None:
-            opt, lr = factory.optimizer_config, factory.learning_rate
+            opt, lr = factory.resolve(opt, lr)
         accum = opt.gradient_accumulation_steps
         total = max((stop - start) * steps_per_epoch // accum, 1)
         if stage == 0 and self._schedule_window is not None:  # the window's start is set
@@ -684,7 +684,9 @@ class Trainer:
                 )
             if self._schedule_window is not None:
                 f = self._optimizer_factory
-                opt = f.optimizer_config if f is not None else cfg.stage_plan()[0][2]
+                opt = cfg.stage_plan()[0][2]
+                if f is not None:
+                    opt = f.resolve(opt, cfg.learning_rate)[0]
                 step = self._schedule_window[0] * engine.steps_per_epoch
                 self._state = self._state.replace(
                     opt_state=set_schedule_step(
