@@ -29,6 +29,17 @@ from opifex.core.training.components import TrainingComponentBase, check_frequen
 logger = logging.getLogger("opifex")
 
 
+def console_line(text: str) -> None:
+    """Show ``text`` on the console: an INFO record on the ``opifex`` logger when logging is
+    set up to show it (a handler is attached and INFO is enabled), else a line on stderr.
+    A console backend that was asked for must print something with logging left
+    unconfigured, where Python drops INFO records."""
+    if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+        logger.info(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def _check_mode(owner: str, mode: str) -> str:
     if mode not in ("min", "max"):
         raise ValueError(f"{owner}: mode must be 'min' or 'max', got {mode!r}")
@@ -423,7 +434,8 @@ def _finite_or_none(row: dict[str, Any]) -> dict[str, Any]:
 class LoggingCallback(TrainingComponentBase):
     """The backends of a :class:`~opifex.core.training.physics_configs.LoggingConfig`.
 
-    * ``console``: an INFO line on the ``opifex`` logger every ``frequency`` epochs;
+    * ``console``: a line every ``frequency`` epochs: an INFO record on the ``opifex``
+      logger when logging shows INFO, else printed to stderr (:func:`console_line`);
     * ``jsonl``: ``<directory>/log.jsonl``, one line per logged epoch;
     * ``tensorboard``: scalars under ``<directory>/tensorboard`` (needs ``tensorboardX``:
       ``pip install "opifex[tensorboard]"``).
@@ -501,7 +513,7 @@ class LoggingCallback(TrainingComponentBase):
         nums = {k: v for k, v in row.items() if isinstance(v, int | float)}
         if "console" in self.config.backends:
             text = "  ".join(f"{k}={v:.4g}" for k, v in nums.items() if k != "wall_time")
-            logger.info("epoch %d  %s", epoch, text)
+            console_line(f"epoch {epoch}  {text}")
         if self._jsonl is not None:
             self._jsonl.write(json.dumps(_finite_or_none({"epoch": epoch, **nums})) + "\n")
             self._jsonl.flush()

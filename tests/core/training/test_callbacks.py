@@ -259,3 +259,15 @@ def test_collector_on_demand_and_validation(quiet_config):
     assert c.history["points_per_second"][-1] == pytest.approx(
         16 * c.history["steps_per_second"][-1]
     )
+
+
+def test_console_backend_prints_with_logging_unconfigured(quiet_config, capsys):
+    x, y = data()
+    lc = LoggingConfig(backends=("console",), frequency=2)
+    cfg = quiet_config(num_epochs=4, batch_size=16, logging_config=lc)
+    assert not logging.getLogger("opifex").isEnabledFor(logging.INFO)  # Python's default
+    _, h = Trainer(mlp(), cfg).train((x, y))
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["2", "4"]
+    loss = float(lines[1].split("train_loss=")[1].split()[0])
+    assert loss == pytest.approx(h["train_loss"][3], rel=1e-3)
