@@ -260,3 +260,15 @@ def test_uniform_resampling_skips_the_residual():
     assert not np.array_equal(x, np.asarray(pts[:, 0]))
     counts = np.histogram(x, bins=4, range=(-1, 1))[0]
     assert np.all(np.abs(counts - 1000) < 120)  # uniform: 1000 +- 4 sigma per quarter
+
+
+def test_micro_batches_with_a_growing_point_set_take_no_failed_steps(quiet_config):
+    # RAR-D pads its point set to capacity (64 + 5 * 48 here): with small batches some
+    # minibatches hold only padding rows; split into micro-batches they must still give a
+    # finite zero update, not 0/0 weights and a step counted as non-finite
+    sampler = RARDRefiner(Interval(-1.0, 1.0), RARDConfig(period=5, n_add=48, n_candidates=256))
+    t = make(sampler, quiet_config, epochs=10, batch_size=4, micro_batches=2)
+    data, bnd = train_data()
+    _, h = t.train(train_data=data, boundary_data=bnd)
+    assert sum(h["nonfinite_steps"]) == 0
+    assert np.all(np.isfinite(h["train_loss"]))

@@ -393,7 +393,9 @@ class Engine:
 
         mb, mw = jax.tree.map(split, batch), split(weights)
         counts = jnp.sum(mw, axis=1)
-        frac = counts / jnp.sum(counts)
+        # an all-padding batch (a padded point set) gives zero fractions, hence a zero
+        # gradient and loss, as the weighted means of the whole-batch path give
+        frac = counts / jnp.maximum(jnp.sum(counts), 1e-12)
         # an all-padding micro-batch is evaluated with unit weights (finite) and counts 0
         mw = jnp.where(counts[:, None] > 0, mw, 1.0)
 
