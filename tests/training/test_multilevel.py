@@ -277,3 +277,51 @@ def test_multilevel_fno_resolution_growth(quiet_config):
     assert val[-1] < val[lv == 0][-1]
     with pytest.raises(ValueError, match="resolution_factors: train_data"):
         MultilevelFNOTrainer(fnos, quiet_config(), ml).train({"a": (x, y)})
+
+
+@pytest.mark.parametrize(
+    ("name", "tx", "field", "fill"),
+    [
+        ("rmsprop", optax.rmsprop(0.1, momentum=0.9), "nu", "mean"),
+        ("adagrad", optax.adagrad(0.1), "sum_of_squares", "mean"),
+        ("lion", optax.lion(0.1), "mu", "zero"),
+    ],
+)
+def test_carried_moments_of_rmsprop_adagrad_and_lion(name, tx, field, fill):
+    """The coarse statistics land in the prolongated block; the new entries start at the
+    block's mean second moment (zero momentum), not at the fresh state's values."""
+    coarse = {"w": jnp.zeros((2, 3))}
+    fine = {"w": jnp.zeros((2, 5))}
+    key = jax.random.key(1)
+    state = tx.init(coarse)
+    for i in range(20):
+        g = {"w": jax.random.normal(jax.random.fold_in(key, i), (2, 3))}
+        _, state = tx.update(g, state, coarse)
+    carried = carry_moments(state, tx.init(fine))
+    pick = lambda st: next(  # noqa: E731
+        s for s in jax.tree.leaves(st, is_leaf=lambda x: hasattr(x, field)) if hasattr(s, field)
+    )
+    old, new = getattr(pick(state), field)["w"], getattr(pick(carried), field)["w"]
+    np.testing.assert_array_equal(new[:, :3], old)
+    expect = float(jnp.mean(old)) if fill == "mean" else 0.0
+    np.testing.assert_allclose(new[:, 3:], expect, rtol=1e-6)
+    if "count" in type(pick(state))._fields:
+        assert int(pick(carried).count) == 20
+    if name == "rmsprop":  # its momentum trace carries too
+        trace = next(s for s in carried if isinstance(s, optax.TraceState)).trace["w"]
+        old_trace = next(s for s in state if isinstance(s, optax.TraceState)).trace["w"]
+        np.testing.assert_array_equal(trace[:, :3], old_trace)
+
+
+@pytest.mark.parametrize("name", ["adafactor", "lbfgs"])
+def test_cascade_refuses_to_carry_factored_or_lbfgs_state(quiet_config, name):
+    ml = MultilevelConfig(num_levels=2, level_epochs=3)
+    nets = create_network_hierarchy([1, 8, 1], ml, rngs=nnx.Rngs(0))
+    cfg = quiet_config(optimizer=OptimizerConfig(name=name))
+    with pytest.raises(ValueError, match=f"carry_optimizer_state=True cannot carry {name}"):
+        CascadeTrainer(nets, cfg, ml)
+    off = MultilevelConfig(num_levels=2, level_epochs=3, carry_optimizer_state=False)
+    CascadeTrainer(nets, cfg, off)  # a fresh state per level is fine
+    tx = optax.adafactor(0.1) if name == "adafactor" else optax.lbfgs()
+    with pytest.raises(ValueError, match="carry_optimizer_state=False"):
+        carry_moments(tx.init({"w": jnp.zeros((2, 3))}), tx.init({"w": jnp.zeros((2, 5))}))

@@ -95,6 +95,25 @@ def test_clipping_is_in_the_optimizer_chain(quiet_config):
     assert any(isinstance(s, AdaptiveClipState) for s in leaves)
 
 
+def test_clipping_in_an_lbfgs_stage_is_announced_not_dropped_silently(quiet_config):
+    """Clipping applies in the Adam stage and is skipped, with a warning naming the
+    manager, in the L-BFGS stage (a line search needs the true gradient)."""
+    from opifex.core.training.config import OptimizerStage
+
+    x, y = sine_data()
+    mgr = ErrorRecoveryManager({"gradient_clip_threshold": 1e-3, "adaptive_clipping": False})
+    cfg = quiet_config(num_epochs=3, stages=(OptimizerStage(num_epochs=2),))
+    t = ModularTrainer(small_mlp(), cfg, components={"error_recovery": mgr})
+    with pytest.warns(
+        UserWarning,
+        match=r"ErrorRecoveryManager: gradient clipping is not "
+        r"applied in stage 1 \(lbfgs\)",
+    ):
+        _, h = t.train((x, y))
+    assert h["clipped_count"][:3] == [1, 1, 1]  # full batch: one clipped step an epoch
+    assert len(h["epoch"]) == 5
+
+
 # ------------------------------------------------------------------ config
 def test_unknown_and_bad_keys_are_named():
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['max_retry'\].*max_retries"):

@@ -32,6 +32,45 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "adafactor",
 SCHEDULES = ("constant", "cosine", "exponential", "linear", "step", "multistep")
 LOSSES = ("mse", "mae", "relative_l2", "mean_relative_l2")
 
+#: the optimizer-specific OptimizerConfig fields each optimizer reads (``weight_decay``,
+#: clipping and accumulation apply to all but L-BFGS, which refuses them itself)
+OPTIMIZER_READS = {
+    "adam": ("b1", "b2", "eps"),
+    "adamw": ("b1", "b2", "eps"),
+    "sgd": ("momentum", "nesterov"),
+    "rmsprop": ("momentum", "eps"),
+    "adagrad": ("eps",),
+    "lion": ("b1", "b2"),
+    "adafactor": (),
+    "lbfgs": ("lbfgs_memory_size",),
+}
+#: the schedule-specific OptimizerConfig fields each schedule reads (``warmup_steps``
+#: applies to all)
+SCHEDULE_READS = {
+    "constant": (),
+    "cosine": ("decay_steps", "cosine_alpha"),
+    "exponential": ("decay_steps", "decay_rate"),
+    "linear": ("decay_steps", "end_factor"),
+    "step": ("step_size", "gamma"),
+    "multistep": ("milestones", "gamma"),
+}
+
+
+def _refuse_unread(cls: str, obj: Any, kind: str, chosen: str, reads: dict) -> None:
+    """Fail on a field that ``chosen`` (an optimizer or schedule) never reads but that is
+    set away from its default: the run would silently ignore it."""
+    own = set(reads[chosen])
+    for name in sorted({f for fields in reads.values() for f in fields} - own):
+        field = next(f for f in dataclasses.fields(obj) if f.name == name)
+        if getattr(obj, name) != field.default:
+            users = ", ".join(k for k, fields in reads.items() if name in fields)
+            _fail(
+                cls,
+                name,
+                f"is not read by {kind}={chosen!r} (only by {users}); remove it or pick "
+                f"a {kind} that uses it",
+            )
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OptimizerConfig(_ConfigBase):
@@ -62,6 +101,10 @@ class OptimizerConfig(_ConfigBase):
             learning rate scales the search direction, 1.0 is the usual choice). 10 is
             optax's default; PINN codes often keep more (DeepXDE: 100), and on Burgers with
             RAD resampling 100 gave lower errors in fewer seconds (docs/adaptive_sampling.md).
+
+    A field that the chosen optimizer or schedule never reads (``b1`` with ``sgd``,
+    ``cosine_alpha`` without ``cosine``; see :data:`OPTIMIZER_READS` and
+    :data:`SCHEDULE_READS`) must keep its default: setting it is refused, naming it.
     """
 
     name: str = "adam"
@@ -106,16 +149,10 @@ class OptimizerConfig(_ConfigBase):
             _fail(c, "milestones", f"must be strictly increasing, got {self.milestones!r}")
         if self.schedule == "step" and self.step_size is None:
             _fail(c, "step_size", "is required when schedule='step' (e.g. step_size=1000)")
-        if self.schedule != "step" and self.step_size is not None:
-            _fail(c, "step_size", f"is only used by schedule='step', not {self.schedule!r}")
         if self.schedule == "multistep" and not self.milestones:
             _fail(c, "milestones", "is required when schedule='multistep' (e.g. (1000, 2000))")
-        if self.schedule != "multistep" and self.milestones:
-            _fail(c, "milestones", f"is only used by schedule='multistep', not {self.schedule!r}")
         _check_float(c, "weight_decay", self.weight_decay, low=0.0)
         _check_float(c, "momentum", self.momentum, low=0.0, high=1.0)
-        if self.nesterov and self.name != "sgd":
-            _fail(c, "nesterov", f"applies to name='sgd' only, not {self.name!r}")
         _check_float(c, "b1", self.b1, low=0.0, high=1.0)
         _check_float(c, "b2", self.b2, low=0.0, high=1.0)
         _check_float(c, "eps", self.eps, low=0.0, low_open=True)
@@ -123,6 +160,8 @@ class OptimizerConfig(_ConfigBase):
         _check_float(c, "clip_value", self.clip_value, low=0.0, low_open=True, optional=True)
         _check_int(c, "gradient_accumulation_steps", self.gradient_accumulation_steps, 1)
         _check_int(c, "lbfgs_memory_size", self.lbfgs_memory_size, 1)
+        _refuse_unread(c, self, "name", self.name, OPTIMIZER_READS)
+        _refuse_unread(c, self, "schedule", self.schedule, SCHEDULE_READS)
         if self.name == "lbfgs":
             if self.schedule != "constant" or self.warmup_steps:
                 _fail(

@@ -398,7 +398,7 @@ class SCFConfig(_ConfigBase):
         method: ``linear`` or ``anderson`` (Anderson/DIIS-type extrapolation over the
             last ``history`` iterations; converges in fewer steps and where linear mixing
             oscillates, e.g. stretched bonds).
-        history: Anderson's memory.
+        history: Anderson's memory (``method="anderson"`` only; refused with ``linear``).
     """
 
     max_iterations: int = 30
@@ -414,6 +414,13 @@ class SCFConfig(_ConfigBase):
         _check_float(c, "mixing", self.mixing, low=0.0, high=1.0, low_open=True)
         _check_choice(c, "method", self.method, ("linear", "anderson"))
         _check_int(c, "history", self.history, 1)
+        if self.method == "linear" and self.history != SCFConfig.history:
+            _fail(
+                c,
+                "history",
+                f"is Anderson's memory and is not read by method='linear' (got "
+                f"{self.history}); remove it or use method='anderson'",
+            )
 
 
 #: metrics a :class:`MetricsTrackingConfig` can select (see ``AdvancedMetricsCollector``)

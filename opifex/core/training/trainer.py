@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -517,7 +518,17 @@ class Trainer:
         uses_value_fn = base is None and needs_value_fn(opt)
         # components' gradient transformations run first (not before line-search
         # optimizers, whose line search needs the true gradient)
-        pre = [] if uses_value_fn else [t for c in self.components for t in c.transforms()]
+        pre = [t for c in self.components for t in c.transforms()]
+        if pre and uses_value_fn:
+            named = sorted({type(c).__name__ for c in self.components if c.transforms()})
+            warnings.warn(
+                f"{', '.join(named)}: gradient clipping is not applied in stage {stage} "
+                f"({opt.name}): its line search needs the true gradient and bounds the step "
+                "itself; clipping applies again in first-order stages",
+                UserWarning,
+                stacklevel=2,
+            )
+            pre = []
         if pre:
             tx = optax.chain(*pre, tx)
         return tx, uses_value_fn

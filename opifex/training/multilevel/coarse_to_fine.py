@@ -51,7 +51,8 @@ class MultilevelConfig(_ConfigBase):
             moments, mapped to the new shapes (:func:`carry_moments`): the optimizer
             continues its trajectory. ``False``: each level starts a fresh optimizer state,
             a warm restart; on the Poisson PINN benchmark this trained faster
-            (benchmarks/README.md).
+            (benchmarks/README.md). Adam, AdamW, SGD, RMSprop, Adagrad and Lion states
+            carry; a ``CascadeTrainer`` refuses ``True`` with Adafactor or L-BFGS.
         schedule: ``"restart"``: each level runs the configured learning-rate schedule
             over its own epochs (a warm restart per level). ``"continue"``: one schedule
             spans all levels' epochs, and each level picks it up where the previous level
@@ -170,6 +171,18 @@ def leading_block(old_shape: tuple[int, ...], new_shape: tuple[int, ...], path: 
     return [(tuple(slice(0, o) for o in old_shape), Ellipsis)]
 
 
+_CARRIED_STATES = (
+    optax.ScaleByAdamState,
+    optax.TraceState,
+    optax.ScaleByRmsState,
+    optax.ScaleByRssState,
+    optax.ScaleByLionState,
+)
+_UNCARRIED_STATES = (optax.FactoredState, optax.ScaleByLBFGSState)
+#: optimizers whose state :func:`carry_moments` cannot carry between levels
+UNCARRIED_OPTIMIZERS = ("adafactor", "lbfgs")
+
+
 def carry_moments(old_state: Any, new_state: Any, block: Callable = leading_block) -> Any:
     """The fresh optimizer state ``new_state`` of a finer level, with the coarse level's
     moments carried over (``old_state`` is the coarse level's final state).
@@ -182,10 +195,15 @@ def carry_moments(old_state: Any, new_state: Any, block: Callable = leading_bloc
     parameters then take their first steps at the scale of their neighbours', with no
     bias-correction spike: a fresh entry at a late ``count`` with ``nu = 0`` would step
     by about ``(1 - b1) / sqrt(1 - b2)`` (3.2) times the learning rate. Momentum traces
-    (SGD) carry the same way with zeros. Everything else (schedule and hyperparameter
-    states) keeps its fresh value: the level's schedule starts anew.
+    (SGD, RMSprop momentum) and Lion's momentum carry the same way with zeros; RMSprop's
+    ``nu`` and Adagrad's ``sum_of_squares`` like Adam's ``nu``. Everything else (schedule
+    and hyperparameter states) keeps its fresh value: the level's schedule starts anew.
+
+    Raises:
+        ValueError: the state holds Adafactor's factored moments or L-BFGS's memory, which
+            have no per-parameter block to carry (see :data:`UNCARRIED_OPTIMIZERS`).
     """
-    is_node = lambda x: isinstance(x, optax.ScaleByAdamState | optax.TraceState)  # noqa: E731
+    is_node = lambda x: isinstance(x, _CARRIED_STATES + _UNCARRIED_STATES)  # noqa: E731
 
     def embed(old_tree, new_tree, fill):
         def one(path, o, n):
@@ -209,6 +227,18 @@ def carry_moments(old_state: Any, new_state: Any, block: Callable = leading_bloc
             )
         if isinstance(new, optax.TraceState):
             return new._replace(trace=embed(old.trace, new.trace, zero))
+        if isinstance(new, optax.ScaleByRmsState):
+            return new._replace(nu=embed(old.nu, new.nu, mean))
+        if isinstance(new, optax.ScaleByRssState):
+            return new._replace(sum_of_squares=embed(old.sum_of_squares, new.sum_of_squares, mean))
+        if isinstance(new, optax.ScaleByLionState):
+            return new._replace(count=old.count, mu=embed(old.mu, new.mu, zero))
+        if isinstance(new, _UNCARRIED_STATES):
+            raise ValueError(
+                f"carry_optimizer_state: {type(new).__name__} has no per-parameter moments "
+                f"to carry to a finer network ({', '.join(UNCARRIED_OPTIMIZERS)} cannot be "
+                "carried); set MultilevelConfig(carry_optimizer_state=False)"
+            )
         return new
 
     return jax.tree.map(node, new_state, old_state, is_leaf=is_node)
@@ -259,6 +289,19 @@ class CascadeTrainer:
                 f"hierarchy has {len(self.hierarchy)} networks but "
                 f"{type(self.multilevel_config).__name__}.num_levels is "
                 f"{self.multilevel_config.num_levels}; build it with the same config"
+            )
+        name = self.config.optimizer.name
+        if self.multilevel_config.carry_optimizer_state and name in UNCARRIED_OPTIMIZERS:
+            raise ValueError(
+                f"{type(self.multilevel_config).__name__}.carry_optimizer_state=True cannot "
+                f"carry {name}'s state to a finer network ("
+                + (
+                    "factored row/column moments"
+                    if name == "adafactor"
+                    else "its memory of whole-vector steps"
+                )
+                + "); set carry_optimizer_state=False, or train the levels with adam, adamw, "
+                "sgd, rmsprop, adagrad or lion"
             )
         self.physics_loss = physics_loss
         self.callbacks = list(callbacks or [])

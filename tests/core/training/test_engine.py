@@ -29,7 +29,7 @@ def supervised(model, batch, weights, whole, key):
 
 def make_engine(model, n, bs, *, lr=0.1, objective=supervised, shuffle=True, name="sgd"):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    cfg = OptimizerConfig(name=name, momentum=0.0)
+    cfg = OptimizerConfig(name=name, **({"momentum": 0.0} if name == "sgd" else {}))
     tx = build_optimizer(cfg, lr, total_steps=1000)
     eng = Engine(graphdef, objective, tx, n_points=n, batch_size=bs, shuffle=shuffle)
     return eng, eng.init_state(params, rest, jr.key(0))

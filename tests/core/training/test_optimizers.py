@@ -6,7 +6,12 @@ import numpy as np
 import optax
 import pytest
 
-from opifex.core.training.config import OPTIMIZERS, OptimizerConfig
+from opifex.core.training.config import (
+    OPTIMIZER_READS,
+    OPTIMIZERS,
+    SCHEDULE_READS,
+    OptimizerConfig,
+)
 from opifex.core.training.optimizers import (
     build_optimizer,
     build_schedule,
@@ -128,7 +133,8 @@ def test_clip_by_value_bounds_each_entry():
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 def test_weight_decay_shrinks_parameters(name):
-    cfg = OptimizerConfig(name=name, weight_decay=0.1, momentum=0.0)
+    plain = {"momentum": 0.0} if name == "sgd" else {}
+    cfg = OptimizerConfig(name=name, weight_decay=0.1, **plain)
     tx = build_optimizer(cfg, 0.5, 10)
     params = {"w": jnp.array([2.0, -4.0])}
     u, _ = tx.update({"w": jnp.zeros(2)}, tx.init(params), params)
@@ -190,3 +196,79 @@ def test_reset_curvature_memory_keeps_counts_and_scale():
         u, reset = tx.update(grad, reset, p, value=value, grad=grad, value_fn=quad)
         p = optax.apply_updates(p, u)
     np.testing.assert_allclose(p["w"], TARGET, atol=1e-4)
+
+
+# ---------------------------------------------- every field: honoured or refused
+#: a value away from the default for each optimizer- or schedule-specific field
+OTHER_VALUE = {
+    "b1": 0.5,
+    "b2": 0.9,
+    "eps": 0.3,
+    "momentum": 0.5,
+    "nesterov": True,
+    "lbfgs_memory_size": 1,
+    "decay_steps": 4,
+    "cosine_alpha": 0.5,
+    "decay_rate": 0.5,
+    "end_factor": 0.5,
+    "step_size": 3,
+    "gamma": 0.5,
+    "milestones": (3,),
+}
+#: what each schedule needs to be built at all
+SCHEDULE_BASE = {"step": {"step_size": 10}, "multistep": {"milestones": (10,)}}
+
+
+def quartic(p):
+    w = p["w"]
+    return jnp.sum(jnp.arange(1.0, 6.0) * (w - 1.0) ** 2 + 0.5 * w**4)
+
+
+def trajectory(cfg, steps=40):
+    tx = build_optimizer(cfg, 1.0 if cfg.name == "lbfgs" else 0.05, total_steps=20)
+
+    def step(carry, _):
+        params, state = carry
+        value, grad = jax.value_and_grad(quartic)(params)
+        updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=quartic)
+        params = optax.apply_updates(params, updates)
+        return (params, state), params["w"]
+
+    params = {"w": jnp.linspace(-1.0, 2.0, 5)}
+    _, out = jax.jit(lambda c: jax.lax.scan(step, c, length=steps))((params, tx.init(params)))
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("field", sorted({f for v in OPTIMIZER_READS.values() for f in v}))
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_field_changes_the_steps_or_is_refused(name, field):
+    value = OTHER_VALUE[field]
+    if field not in OPTIMIZER_READS[name]:
+        with pytest.raises(ValueError, match=rf"OptimizerConfig\.{field}: is not read by "):
+            OptimizerConfig(name=name, **{field: value})
+        return
+    base = OptimizerConfig(name=name)
+    changed = trajectory(OptimizerConfig(name=name, **{field: value}))
+    assert np.abs(changed - trajectory(base)).max() > 1e-4
+
+
+@pytest.mark.parametrize("field", sorted({f for v in SCHEDULE_READS.values() for f in v}))
+@pytest.mark.parametrize("schedule", SCHEDULE_READS)
+def test_every_schedule_field_changes_the_rate_or_is_refused(schedule, field):
+    value, base = OTHER_VALUE[field], SCHEDULE_BASE.get(schedule, {})
+    if field not in SCHEDULE_READS[schedule]:
+        with pytest.raises(ValueError, match=rf"OptimizerConfig\.{field}: is not read by "):
+            OptimizerConfig(schedule=schedule, **base, **{field: value})
+        return
+    steps = jnp.arange(20)
+    default = build_schedule(OptimizerConfig(schedule=schedule, **base), 1.0, 20)(steps)
+    cfg = OptimizerConfig(schedule=schedule, **{**base, field: value})
+    assert np.abs(build_schedule(cfg, 1.0, 20)(steps) - default).max() > 1e-3
+
+
+def test_scf_history_is_refused_with_linear_mixing():
+    from opifex.core.training.physics_configs import SCFConfig
+
+    with pytest.raises(ValueError, match=r"SCFConfig\.history: .*method='anderson'"):
+        SCFConfig(method="linear", history=9)
+    assert SCFConfig(method="anderson", history=9).history == 9
