@@ -334,12 +334,15 @@ register(
 
 
 # Speed and robustness -----------------------------------------------------------------------
-def _throughput(seed, shared, points=4096, steps=2000, repeats=15, batch_size=None, chunks=1):
+def _throughput(
+    seed, shared, points=4096, steps=2000, repeats=15, batch_size=None, chunks=1, val_points=0
+):
     x, y = speed.make_data(points)
     spe = 1 if batch_size is None else points // batch_size
     epochs = steps // spe
     log_frequency = None if chunks <= 1 else max(1, epochs // chunks)
-    r = speed.bench_case("trainer", x, y, batch_size, steps, repeats, log_frequency)
+    val = speed.make_data(val_points, seed=1) if val_points else None
+    r = speed.bench_case("trainer", x, y, batch_size, steps, repeats, log_frequency, val=val)
     t = sum(r["hand_times_s"]) + sum(r["trainer_times_s"])
     return {"value": r["paired_ratio_median"], "seconds": t, **r}
 
@@ -356,6 +359,23 @@ register(
             "quick": Budget((0,), {"steps": 1000, "repeats": 5, "chunks": 20}, (0.7, INF)),
             "cpu": Budget((0,), {"steps": 2000, "repeats": 15, "chunks": 20}, (0.9, INF)),
             "gpu": Budget((0,), {"steps": 5000, "repeats": 15, "chunks": 20}, (0.9, INF)),
+        },
+    )
+)
+
+
+register(
+    Case(
+        name="throughput-validation",
+        title="Trainer steps/s over the hand loop with default settings and validation data",
+        metric="speed_ratio",
+        higher_is_better=True,
+        run=_throughput,
+        plot=plots.bars,
+        budgets={
+            "quick": Budget((0,), {"steps": 1000, "repeats": 5, "val_points": 1024}, (0.7, INF)),
+            "cpu": Budget((0,), {"steps": 2000, "repeats": 15, "val_points": 1024}, (0.9, INF)),
+            "gpu": Budget((0,), {"steps": 5000, "repeats": 15, "val_points": 1024}, (0.9, INF)),
         },
     )
 )

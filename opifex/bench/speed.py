@@ -26,8 +26,8 @@ from opifex.neural.base import StandardMLP
 LAYERS = [2, 32, 32, 32, 32, 1]
 
 
-def make_data(n: int):
-    x = jr.uniform(jr.key(0), (n, 2), minval=-1.0, maxval=1.0)
+def make_data(n: int, seed: int = 0):
+    x = jr.uniform(jr.key(seed), (n, 2), minval=-1.0, maxval=1.0)
     y = jnp.sin(jnp.pi * x[:, :1]) * jnp.cos(jnp.pi * x[:, 1:])
     return x, y
 
@@ -97,10 +97,13 @@ def hand_loop(
     return timed
 
 
-def trainer_runner(x, y, batch_size, epochs, lr, log_frequency, optimizer: str = "adam"):
+def trainer_runner(
+    x, y, batch_size, epochs, lr, log_frequency, optimizer: str = "adam", val=None, val_every=None
+):
     """A timed-run callable of ``Trainer.train`` and the trainer. With ``lbfgs`` every run
     starts from the same initial weights (as the hand loop does): the line search's work
-    depends on where it starts."""
+    depends on where it starts. ``val``: validation data passed to every ``train`` call
+    (validated every ``val_every`` epochs; ``None``: the config's automatic default)."""
     model = StandardMLP(LAYERS, rngs=nnx.Rngs(0))
     start = nnx.state(model, nnx.Param)
     cfg = TrainingConfig(
@@ -110,26 +113,44 @@ def trainer_runner(x, y, batch_size, epochs, lr, log_frequency, optimizer: str =
         optimizer=OptimizerConfig(name=optimizer),
         verbose=False,
         log_frequency=log_frequency,
+        **({} if val_every is None else {"validation_frequency": val_every}),
     )
     trainer = Trainer(model, cfg)
-    trainer.train((x, y))  # compile
+    trainer.train((x, y), val)  # compile
 
     def timed():
         if optimizer == "lbfgs":
             nnx.update(trainer.model, start)
         t0 = time.perf_counter()
-        trainer.train((x, y))  # a new run, compiled chunk reused
+        trainer.train((x, y), val)  # a new run, compiled chunk reused
         return time.perf_counter() - t0
 
     return timed, trainer
 
 
-def bench_case(name, x, y, batch_size, steps, repeats, log_frequency, lr=1e-3, optimizer="adam"):
+def bench_case(
+    name,
+    x,
+    y,
+    batch_size,
+    steps,
+    repeats,
+    log_frequency,
+    lr=1e-3,
+    optimizer="adam",
+    val=None,
+    val_every=None,
+):
+    """Time the hand loop and ``Trainer.train`` alternately; ``val``: validation data the
+    Trainer evaluates at its default validation boundaries (the hand loop validates
+    nothing, so the ratio charges validation to the Trainer)."""
     n = x.shape[0]
     spe = 1 if batch_size is None else n // batch_size
     epochs = steps // spe
     hand = hand_loop(x, y, batch_size, epochs, lr, optimizer=optimizer)
-    opif, trainer = trainer_runner(x, y, batch_size, epochs, lr, log_frequency, optimizer)
+    opif, trainer = trainer_runner(
+        x, y, batch_size, epochs, lr, log_frequency, optimizer, val, val_every
+    )
     t_hand, t_opif = [], []
     for _ in range(repeats):
         t_hand.append(hand())
@@ -144,7 +165,8 @@ def bench_case(name, x, y, batch_size, steps, repeats, log_frequency, lr=1e-3, o
         "points": n,
         "batch_size": batch_size or n,
         "steps": total,
-        "chunks_per_run": -(-epochs // (log_frequency or epochs)),
+        "chunks_per_run": -(-epochs // trainer._chunk_epochs(val is not None, spe)[0]),
+        "validations_per_run": len(trainer.history.get("val_epoch", [])),
         "hand_steps_per_s": hand_sps,
         "trainer_steps_per_s": opif_sps,
         "ratio": opif_sps / hand_sps,

@@ -216,22 +216,33 @@ def test_physics_training_through_modular_trainer(quiet_config):
 
 
 @pytest.mark.parametrize(
-    "epochs, spe, freqs, val_every, want",
+    "epochs, spe, freqs, val, kw, want",
     [
-        (1000, 1, [None], None, 100),  # 1% of 1000 epochs, but >= 100 steps -> 100
-        (1000, 10, [None], None, 10),  # 1% of the run
-        (60, 4, [None], None, 25),  # >= 100 steps
-        (300, 8, [None], 10, 10),  # aligned to validation
-        (300, 8, [None, 50], None, 10),  # largest divisor of 50 within 13
-        (300, 8, [50], 10, 10),  # no frequency-less component: plain gcd
-        (300, 8, [], None, 300),  # no host action: one chunk
+        (1000, 1, [None], False, {}, (100, None)),  # 1% of 1000 epochs, but >= 100 steps
+        (1000, 10, [None], False, {}, (10, None)),  # 1% of the run
+        (60, 4, [None], False, {}, (25, None)),  # >= 100 steps
+        (300, 8, [None], True, {"validation_frequency": 10}, (10, 10)),  # aligned to it
+        (300, 8, [None, 50], False, {}, (10, None)),  # largest divisor of 50 within 13
+        (300, 8, [50], True, {"validation_frequency": 10}, (10, 10)),  # plain gcd
+        (300, 8, [], False, {}, (300, None)),  # no host action: one chunk
+        # validation data with the default validation_frequency: about 1% of the run,
+        # at least 500 optimizer steps apart, on the chunk grid
+        (2000, 1, [], True, {}, (500, 500)),
+        (2000, 16, [], True, {}, (32, 32)),
+        (20000, 1, [], True, {}, (500, 500)),
+        (100000, 1, [], True, {}, (1000, 1000)),
+        (2000, 1, [None], True, {"log_frequency": 40}, (40, 480)),
+        (2000, 1, [None], True, {}, (100, 500)),
+        (2000, 1, [250], True, {}, (250, 500)),  # aligned to the component's period
+        # early stopping: validated at least every `patience` epochs
+        (2000, 1, [], False, {"early_stopping": True}, (10, 10)),
+        (2000, 1, [], True, {"early_stopping": True, "patience": 800}, (500, 500)),
     ],
 )
-def test_chunk_length_rule(quiet_config, epochs, spe, freqs, val_every, want):
+def test_chunk_length_rule(quiet_config, epochs, spe, freqs, val, kw, want):
     comps = [Recorder(frequency=f) for f in freqs]
-    kw = {} if val_every is None else {"validation_frequency": val_every}
     t = Trainer(mlp(), quiet_config(num_epochs=epochs, **kw), callbacks=comps)
-    assert t._chunk_epochs(val_every is not None, spe) == want
+    assert t._chunk_epochs(val, spe) == want
 
 
 def test_factory_without_a_rate_takes_the_configs_rate_and_gradient_handling(quiet_config):

@@ -262,7 +262,8 @@ def test_multilevel_fno_resolution_growth(quiet_config):
     x, y = burgers_periodic.dataset(24, 32, seed=0, solver_grid=64)
     ml = MultilevelFNOConfig(num_levels=2, level_epochs=15, resolution_factors=(2, 1))
     fnos = create_fno_hierarchy(2, 1, (8,), ml, width=8, n_layers=2, rngs=nnx.Rngs(0))
-    trainer = MultilevelFNOTrainer(fnos, quiet_config(learning_rate=3e-3, batch_size=8), ml)
+    cfg = quiet_config(learning_rate=3e-3, batch_size=8, validation_frequency=1)
+    trainer = MultilevelFNOTrainer(fnos, cfg, ml)
     seen = []
     original = trainer._level_inputs
     trainer._level_inputs = lambda lv, d, kw: (

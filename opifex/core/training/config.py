@@ -390,6 +390,9 @@ class TrainingConfig(_ConfigBase):
         batch_size: minibatch size, or ``None`` for full batch.
         learning_rate: the base learning rate (the one source of truth for it).
         validation_frequency: validate every this many epochs (and after the last).
+            ``None`` (the default): automatic, about every 1% of the run but at least
+            500 optimizer steps apart (with early stopping at least every ``patience``
+            epochs), so that validation data do not cut the compiled chunks short.
         checkpoint_frequency: write a checkpoint every this many epochs (``None``: only the
             final one, if checkpointing is configured).
         early_stopping: stop when the validation loss has not improved by more than
@@ -438,7 +441,7 @@ class TrainingConfig(_ConfigBase):
     num_epochs: int = 100
     batch_size: int | None = None
     learning_rate: float = 1e-3
-    validation_frequency: int = 1
+    validation_frequency: int | None = None
     checkpoint_frequency: int | None = None
     early_stopping: bool = False
     patience: int | None = None
@@ -481,7 +484,7 @@ class TrainingConfig(_ConfigBase):
         _check_int(c, "num_epochs", self.num_epochs, 1)
         _check_int(c, "batch_size", self.batch_size, 1, optional=True)
         _check_float(c, "learning_rate", self.learning_rate, low=0.0, low_open=True)
-        _check_int(c, "validation_frequency", self.validation_frequency, 1)
+        _check_int(c, "validation_frequency", self.validation_frequency, 1, optional=True)
         _check_int(c, "checkpoint_frequency", self.checkpoint_frequency, 1, optional=True)
         _check_int(c, "patience", self.patience, 1, optional=True)
         if self.patience is not None and not self.early_stopping:

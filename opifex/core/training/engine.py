@@ -1,8 +1,8 @@
 """The training engine: a pytree ``TrainState`` and one compiled chunk function.
 
 Every Opifex trainer runs through :class:`Engine`. A chunk runs ``n_epochs`` epochs of
-optimizer steps in a single ``jax.jit``-compiled call (``lax.scan`` over epochs, and over the
-minibatches of each epoch), drawing a fresh permutation of the training points per epoch from
+optimizer steps in a single ``jax.jit``-compiled call (a loop over epochs, ``lax.scan`` over
+the minibatches of each epoch), drawing a fresh permutation of the training points per epoch from
 the key carried in the state. Nothing inside a chunk talks to the host; the facade reads the
 stacked per-epoch metrics once per chunk and does its host work (validation, logging,
 checkpointing, early stopping) between chunks.
@@ -36,6 +36,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
 from flax import nnx, struct
 
@@ -294,7 +295,7 @@ class Engine:
             )
         self.trace_count = 0
         self.eval_trace_count = 0
-        self._chunk = jax.jit(self._run_chunk, static_argnames=("n_epochs",), donate_argnums=0)
+        self._chunk = jax.jit(self._run_chunk, static_argnames=("length",), donate_argnums=0)
         self._init = jax.jit(self._init_state)
         self._reset = jax.jit(self._reset_optimizer, donate_argnums=0)
         self._eval = jax.jit(self._evaluate)
@@ -622,30 +623,52 @@ class Engine:
         return state.replace(epoch=state.epoch + 1), out
 
     # ----------------------------------------------------------------- chunk
-    def _run_chunk(self, state: TrainState, batched, whole, n_epochs: int):
+    def _run_chunk(self, state: TrainState, batched, whole, n_epochs: jax.Array, length: int):
         self.trace_count += 1  # runs at trace time only
-        state, metrics = jax.lax.scan(
-            lambda s, _: self._epoch(s, batched, whole), self._placed(state), None,
-            length=n_epochs,
-        )  # fmt: skip
+        state = self._placed(state)
+        # one program for every n_epochs <= length: a loop with a traced trip count that
+        # writes each epoch's metrics into a (length,) buffer
+        shapes = jax.eval_shape(lambda s: self._epoch(s, batched, whole)[1], state)
+        buffers = jax.tree.map(lambda a: jnp.zeros((length, *a.shape), a.dtype), shapes)
+
+        def body(i, carry):
+            st, buf = carry
+            st, m = self._epoch(st, batched, whole)
+            return st, jax.tree.map(lambda b, v: b.at[i].set(v), buf, m)
+
+        state, metrics = jax.lax.fori_loop(0, n_epochs, body, (state, buffers))
         if self.plan is not None:
             metrics = self.plan.constrain_replicated(metrics)
         return self._placed(state), metrics
 
     def run_chunk(
-        self, state: TrainState, batched: PyTree, whole: PyTree = None, *, n_epochs: int
+        self,
+        state: TrainState,
+        batched: PyTree,
+        whole: PyTree = None,
+        *,
+        n_epochs: int,
+        length: int | None = None,
     ) -> tuple[TrainState, dict[str, jax.Array]]:
         """Run ``n_epochs`` epochs in one compiled call.
 
-        The input ``state`` is donated: use only the returned one afterwards.
+        The program is compiled for ``length`` epochs (default ``n_epochs``) and runs any
+        ``n_epochs <= length`` without recompiling, so a trainer's short last chunk, a
+        stage end or a resume reuse it. The input ``state`` is donated: use only the
+        returned one afterwards.
 
         Returns:
-            The new state and a dict of per-epoch metrics, each of shape ``(n_epochs,)``:
-            ``loss`` (sample-weighted mean over the epoch's steps), ``grad_norm`` (mean
-            global gradient norm), ``learning_rate`` (after the epoch), ``nonfinite``
-            (skipped steps) and the objective's own metrics.
+            The new state and a dict of per-epoch metrics, each with ``length`` rows of
+            which the first ``n_epochs`` are filled: ``loss`` (sample-weighted mean over the
+            epoch's steps), ``grad_norm`` (mean global gradient norm), ``learning_rate``
+            (after the epoch), ``nonfinite`` (skipped steps) and the objective's own
+            metrics.
         """
-        return self._chunk(state, batched, whole, n_epochs=int(n_epochs))
+        n_epochs = int(n_epochs)
+        length = n_epochs if length is None else int(length)
+        if not 1 <= n_epochs <= length:
+            raise ValueError(f"run_chunk: need 1 <= n_epochs <= length, got {n_epochs}, {length}")
+        return self._chunk(state, batched, whole, np.int32(n_epochs), length=length)
 
     # ------------------------------------------------------------- evaluate
     def _training_loss(self, state: TrainState, batched, whole):

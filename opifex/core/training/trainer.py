@@ -66,6 +66,10 @@ PyTree = Any
 #: fewest optimizer steps between two chunk boundaries that components without a frequency
 #: ask for (each boundary costs a metrics read-back and some host work)
 MIN_STEPS_PER_BOUNDARY = 100
+#: fewest optimizer steps between two automatic validations (``validation_frequency=None``):
+#: a validation is a synchronous boundary (the device waits for the read-back and the
+#: evaluation), about 2 ms of host work on CPU, so it needs a longer chunk to stay cheap
+MIN_STEPS_PER_VALIDATION = 500
 
 
 def _update_model(model: nnx.Module, params: PyTree, model_state: PyTree) -> None:
@@ -868,42 +872,66 @@ class Trainer:
         f = component.frequency
         return f is None or epoch % f == 0 or epoch == end
 
-    def _chunk_epochs(self, has_val: bool, steps_per_epoch: int) -> int:
-        """Epochs per chunk, so that every host action happens after exactly its epoch.
+    def _chunk_epochs(self, has_val: bool, steps_per_epoch: int) -> tuple[int, int | None]:
+        """Epochs per chunk, so that every host action happens after exactly its epoch,
+        and the validation period (``None``: no validation).
 
         The explicit periods (validation, checkpoints, ``log_frequency``, components'
         ``frequency``) give their gcd. Components without a frequency are called at every
         boundary and ask for one at least every ``log_frequency`` epochs or, by default,
         about 1% of the run but no closer than ``MIN_STEPS_PER_BOUNDARY`` optimizer steps
-        (the fixed host cost of a boundary then stays small against the compiled work). With
-        explicit periods too, the chunk is the largest divisor of their gcd within that
+        (the fixed host cost of a boundary then stays small against the compiled work).
+        Validation without ``validation_frequency`` asks for about 1% of the run but no
+        closer than ``MIN_STEPS_PER_VALIDATION`` steps, and at least every ``patience``
+        epochs with early stopping; it runs at the chunk boundary nearest to that. With
+        explicit periods too, the chunk is the largest divisor of their gcd within the
         bound, so boundaries stay aligned to them. No action at all: one chunk."""
         cfg = self.config
         comps = [c for c in self.components if c.needs_boundaries]
         periods = [c.frequency for c in comps if c.frequency is not None]
         if cfg.log_frequency is not None:
             periods.append(cfg.log_frequency)
-        if has_val or cfg.early_stopping:
+        validating = has_val or cfg.early_stopping
+        auto_val = validating and cfg.validation_frequency is None
+        if validating and not auto_val:
             periods.append(cfg.validation_frequency)
         if cfg.checkpoint_frequency and self.config.checkpoint_directory is not None:
             periods.append(cfg.checkpoint_frequency)
         g = math.gcd(*periods) if periods else None
-        if not any(c.frequency is None for c in comps):
-            return cfg.total_epochs if g is None else g
-        bound = cfg.log_frequency or max(
-            1, cfg.total_epochs // 100, math.ceil(MIN_STEPS_PER_BOUNDARY / steps_per_epoch)
-        )
-        if g is None:
-            return bound
-        return max(d for d in range(1, min(g, bound) + 1) if g % d == 0)
+        need_log = any(c.frequency is None for c in comps)
+        if not auto_val and not need_log:
+            chunk = cfg.total_epochs if g is None else g
+            return chunk, cfg.validation_frequency if validating else None
+
+        def spaced(min_steps: int) -> int:
+            return max(1, cfg.total_epochs // 100, math.ceil(min_steps / steps_per_epoch))
+
+        val_bound = None
+        if auto_val:
+            val_bound = spaced(MIN_STEPS_PER_VALIDATION)
+            if cfg.early_stopping:
+                val_bound = min(val_bound, cfg.effective_patience)
+        if need_log:
+            bound = cfg.log_frequency or spaced(MIN_STEPS_PER_BOUNDARY)
+        else:
+            bound = val_bound
+        chunk = bound if g is None else max(d for d in range(1, min(g, bound) + 1) if g % d == 0)
+        if not validating:
+            return chunk, None
+        if not auto_val:
+            return chunk, cfg.validation_frequency
+        return chunk, chunk * max(1, val_bound // chunk)
 
     def _run(self, engine_for, train: PyTree, whole: PyTree, val: PyTree | None):
         cfg = self.config
         plan = cfg.stage_plan()
         end = cfg.total_epochs
-        chunk = self._chunk_epochs(val is not None, engine_for(0).steps_per_epoch)
+        chunk, val_every = self._chunk_epochs(val is not None, engine_for(0).steps_per_epoch)
+        # every chunk runs in the one program compiled for `length` epochs (a short chunk
+        # at a stage end, after a resume or a rewind masks its tail): no recompilation
+        length = min(chunk, end)
         store = self._checkpoint_store()
-        validating = val is not None or cfg.early_stopping
+        validating = val_every is not None
         if cfg.run_dir is not None:
             os.makedirs(cfg.run_dir, exist_ok=True)
             cfg.save(os.path.join(cfg.run_dir, "config.yaml"))
@@ -973,10 +1001,12 @@ class Trainer:
                 # also after a stage that ends off the grid, a resume or a rewind
                 k = min(chunk - epoch % chunk, stop_s - epoch)
                 traces = engine.trace_count
-                self._state, metrics = engine.run_chunk(self._state, train, whole, n_epochs=k)
+                self._state, metrics = engine.run_chunk(
+                    self._state, train, whole, n_epochs=k, length=length
+                )
                 pending.append([epoch, k, metrics, engine.trace_count != traces, None])
                 epoch += k
-                validate = validating and (epoch % cfg.validation_frequency == 0 or epoch == end)
+                validate = validating and (epoch % val_every == 0 or epoch == end)
                 save = bool(
                     store is not None
                     and cfg.checkpoint_frequency
@@ -1124,7 +1154,7 @@ class _Recorder:
 
     def record(self, first_epoch: int, k: int, metrics: Any, compiled: bool):
         """Append the chunk's epochs; returns its last epoch and that epoch's values."""
-        metrics = jax.device_get(metrics)
+        metrics = {n: v[:k] for n, v in jax.device_get(metrics).items()}  # filled rows
         t1 = time.perf_counter()
         dt = t1 - self.t_prev
         if compiled:

@@ -367,6 +367,7 @@ def test_documented_conservation_plus_multiscale_example(trainer_cls, quiet_conf
     cfg = quiet_config(
         num_epochs=100,
         learning_rate=1e-2,
+        validation_frequency=10,
         conservation_config=ConservationConfig(laws=["energy", "momentum"], energy_tolerance=1e-6),
         multiscale_config=MultiScaleConfig(
             scales=["molecular", "atomic"], weights={"molecular": 0.5, "atomic": 0.5}

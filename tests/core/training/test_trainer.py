@@ -159,7 +159,12 @@ def test_early_stopping_stops_at_the_right_epoch(quiet_config):
 def test_min_delta_ignores_small_improvements(quiet_config):
     x, y, _ = linear_data(32)
     cfg = quiet_config(
-        num_epochs=50, learning_rate=1e-3, early_stopping=True, patience=2, min_delta=1e6
+        num_epochs=50,
+        learning_rate=1e-3,
+        early_stopping=True,
+        patience=2,
+        min_delta=1e6,
+        validation_frequency=1,
     )
     _, h = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg).train((x, y), (x, y))
     assert h["val_loss"][-1] < h["val_loss"][0]  # improving, but by less than min_delta
@@ -168,9 +173,15 @@ def test_min_delta_ignores_small_improvements(quiet_config):
 
 def test_early_stopping_without_val_data_monitors_train_loss(quiet_config):
     x = jnp.ones((8, 1))
-    cfg = quiet_config(num_epochs=30, early_stopping=True, patience=4, min_delta=1e6)
+    cfg = quiet_config(
+        num_epochs=30, early_stopping=True, patience=4, min_delta=1e6, validation_frequency=1
+    )
     _, h = Trainer(ZeroLinear(), cfg).train((x, x))
     assert h["stop_epoch"] == 5 and "val_loss" not in h
+    # by default the loss is checked every `patience` epochs: best at 4, stop at 8
+    t = Trainer(ZeroLinear(), cfg.replace(validation_frequency=None))
+    _, h = t.train((x, x))
+    assert t._host["best_epoch"] == 4 and h["stop_epoch"] == 8
 
 
 def test_restore_best_puts_back_the_best_parameters(quiet_config):
@@ -183,6 +194,7 @@ def test_restore_best_puts_back_the_best_parameters(quiet_config):
         num_epochs=6,
         early_stopping=True,
         patience=3,
+        validation_frequency=1,
         validation=ValidationConfig(restore_best=True),
         **common,
     )
@@ -237,6 +249,48 @@ def test_no_retrace_across_chunks_and_runs(quiet_config):
     trainer.train((x, y), (x, y))  # a second run reuses the compiled chunk
     assert trainer._engine.trace_count == 1
     assert trainer._engine.eval_trace_count == 1
+
+
+def test_one_program_for_short_chunks_stage_ends_and_resumes(quiet_config, tmp_path):
+    """Chunks of 4 epochs over a 10-epoch Adam stage and a 5-epoch SGD stage: the short
+    chunks at each stage end and after a resume at epoch 6 run in the program compiled
+    for 4 epochs (masked tail), one per stage, and the resumed run matches bit for bit."""
+    from opifex.core.training.config import OptimizerStage
+
+    x, y, _ = linear_data(30)
+    sgd = OptimizerStage(num_epochs=5, optimizer=OptimizerConfig(name="sgd"))
+    cfg = quiet_config(num_epochs=10, batch_size=8, log_frequency=4, stages=(sgd,))
+    full = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
+    t = Trainer(full, cfg)
+    _, h_full = t.train((x, y))  # chunks 4, 4, 2 | 2, 3
+    assert [t._engines[s].trace_count for s in (0, 1)] == [1, 1]
+    assert h_full["epoch"] == list(range(1, 16))
+
+    first = StandardMLP([3, 8, 1], rngs=nnx.Rngs(0))
+    t1 = Trainer(first, cfg.replace(num_epochs=6, stages=()))
+    t1.train((x, y))  # chunks 4, 2
+    assert t1._engine.trace_count == 1
+    t1.save_checkpoint(tmp_path / "six")
+    second = StandardMLP([3, 8, 1], rngs=nnx.Rngs(5))
+    t2 = Trainer(second, cfg)
+    t2.load_checkpoint(tmp_path / "six")
+    _, h = t2.train((x, y))  # chunks 2, 2 | 2, 3
+    assert [t2._engines[s].trace_count for s in (0, 1)] == [1, 1]
+    assert_trees_equal(params_of(second), params_of(full))
+    assert h["train_loss"] == h_full["train_loss"]
+
+
+def test_validation_data_keep_the_default_chunks_long(quiet_config):
+    """train(train, val) with default settings validates at the automatic boundaries
+    (here every 500 full-batch epochs: 500 optimizer steps), not after every epoch."""
+    x, y, _ = linear_data(32)
+    t = Trainer(StandardMLP([3, 8, 1], rngs=nnx.Rngs(0)), quiet_config(num_epochs=1200))
+    _, h = t.train((x, y), (x[:8], y[:8]))
+    assert h["val_epoch"] == [500, 1000, 1200]
+    assert t._engine.trace_count == 1 and t._engine.eval_trace_count == 1
+    assert len(h["epoch"]) == 1200
+    final = float(jnp.mean((t.model(x[:8]) - y[:8]) ** 2))  # validated at the final state
+    assert h["val_loss"][-1] == pytest.approx(final, rel=1e-5)
 
 
 def test_chunks_do_not_change_the_result(quiet_config):
