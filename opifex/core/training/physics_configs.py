@@ -90,7 +90,10 @@ class ConservationConfig(_ConfigBase):
     (of the model at ``t0`` when there is none), by Gauss-Legendre quadrature in space at
     ``time_points`` times; field-to-field data compares ``Q`` of the prediction
     with ``Q`` of the target (or of the input, ``reference="input"``), integrating over the
-    grid; plain vectors (``(n, C)`` targets) compare ``rho`` of the prediction and target.
+    grid. Plain vectors ``(n, C)`` are points of one field: with ``reference="target"`` the
+    batch integral ``domain_volume * mean_i rho(u_i)`` of the prediction must match the
+    targets' (per sample, ``rho(pred) = rho(y)`` would only restate the data loss); with
+    ``reference="input"`` each row is a state whose own ``rho`` the model must keep.
 
     Each law adds a loss term ``conservation_<law>`` (weight ``weights[law]``, default 1)
     and reports ``<law>_violation`` (root mean square of the

@@ -33,8 +33,9 @@ _NORM_EPS = 1e-8
 def _weighted_mean(values: jax.Array, weights: jax.Array | None) -> jax.Array:
     """Mean over the leading axis of per-sample values (``weights`` 0 masks padding)."""
     if weights is None:
-        return jnp.mean(values)
-    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1e-12)
+        return jnp.mean(values, axis=0)
+    w = weights.reshape(-1, *(1,) * (values.ndim - 1))
+    return jnp.sum(w * values, axis=0) / jnp.maximum(jnp.sum(weights), 1e-12)
 
 
 class ConservationTerms:
@@ -63,7 +64,8 @@ class ConservationTerms:
 
     def quantity(self, law: str, u: jax.Array) -> jax.Array:
         """Per-sample quantity ``(n, m)``: the density integrated over the grid axes of
-        field data ``(n, *grid, C)`` (``volume * mean``), the density itself for vectors."""
+        field data ``(n, *grid, C)`` (``volume * mean``), the density itself for a vector
+        state ``(n, C)``."""
         r = self.density(law, u)
         if u.ndim <= 2:
             return r
@@ -88,11 +90,24 @@ class ConservationTerms:
     def supervised(
         self, model: Callable, x: jax.Array, pred: jax.Array, y: jax.Array, weights=None
     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-        """Field-to-field or vector data: quantities of the prediction vs the reference."""
+        """Supervised data: quantities of the prediction vs the reference.
+
+        Field data ``(n, *grid, C)`` and vector states compared with their input
+        (``reference="input"``) compare one quantity per sample. Vector targets ``(n, C)``
+        with ``reference="target"`` are points of one field: comparing ``rho`` per sample
+        would be the data loss again (momentum *is* the data MSE), so the quantity is the
+        integral over the batch's points, ``domain_volume * mean_i rho(u_i)`` (Monte Carlo
+        quadrature), and the term is a global balance the data loss does not state."""
         terms: dict[str, jax.Array] = {}
         metrics: dict[str, jax.Array] = {}
         ref = self.reference(x, y)
+        over_batch = pred.ndim <= 2 and self.config.reference == "target"
         for law in self.laws:
+            if over_batch:
+                r = self.density(law, pred) - self.density(law, ref)
+                q = self.config.domain_volume * _weighted_mean(r, weights)
+                self._report(law, jnp.mean(q * q), terms, metrics)
+                continue
             d = self.quantity(law, pred) - self.quantity(law, ref)
             self._report(law, _weighted_mean(jnp.mean(d * d, axis=1), weights), terms, metrics)
         if self.symmetry is not None:
