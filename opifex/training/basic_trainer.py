@@ -28,6 +28,7 @@ from flax import nnx
 from opifex.core.conditions import InitialCondition
 from opifex.core.physics.constraints import HardConstrainedModel, HardConstraint, is_hard
 from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
+from opifex.core.physics.parameters import ModelWithParameters, Observations, PDEParameters
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.core.training.components import TrainingComponentBase
 from opifex.core.training.config import TrainingConfig
@@ -54,6 +55,11 @@ class PhysicsTask:
         self.conditions: tuple[Any, ...] = ()
         self.space_dims: int | None = None
         self.has_targets = False
+        #: whether the model carries PDEParameters (the residual then takes them last)
+        self.with_parameters = False
+        #: the observed output columns of ``observations`` (``None``: all of them)
+        self.observed: tuple[int, ...] | None = None
+        self.has_observations = False
         self._initial: InitialCondition | None = None  # the conservation reference, if any
         refuse_unhonoured(self.label, config, self.honoured_configs)
         if loss.causal and config.micro_batches > 1:
@@ -87,6 +93,7 @@ class PhysicsTask:
         space_dims: int | None = None,
         domain: Any = None,
         all_conditions: Sequence[Any] = (),
+        observations: Any = None,
     ) -> tuple[Any, Any]:
         if not isinstance(train_data, tuple | list) or len(train_data) != 2:
             raise TypeError(
@@ -124,6 +131,9 @@ class PhysicsTask:
                     "they must match along the first axis"
                 )
             whole["boundary"] = (bp, bv)
+        self.has_observations = observations is not None
+        if observations is not None:
+            whole["observations"] = self._observations(observations, points.shape[1], domain)
         self.conditions = tuple(cs.condition for cs in condition_sets)
         self._initial = next(
             (
@@ -167,13 +177,57 @@ class PhysicsTask:
                 jnp.asarray(wq, jnp.float32),
             )
         if self.loss.pde_residual is None and not (
-            self.has_targets or whole.get("boundary") or condition_sets or self.loss.quantum_terms
+            self.has_targets
+            or whole.get("boundary")
+            or condition_sets
+            or self.loss.quantum_terms
+            or observations is not None
         ):
             raise ValueError(
                 "nothing to train: the physics loss has no pde_residual and there "
                 "is no boundary_data, condition or target"
             )
         return batched, whole
+
+    def _observations(self, obs: Any, d: int, domain: Any) -> tuple[jax.Array, jax.Array]:
+        """``(points, values)`` of the observations, checked (the columns are static)."""
+        if isinstance(obs, tuple | list) and len(obs) == 2:
+            obs = Observations(*obs)
+        if not isinstance(obs, Observations):
+            raise TypeError(
+                "observations must be a tuple (x_obs, u_obs) or an Observations(points, "
+                f"values, component=...), got {type(obs).__name__}"
+            )
+        x = check_array("observations (points)", obs.points)
+        u = check_array("observations (values)", obs.values)
+        if x.ndim != 2 or x.shape[1] != d:
+            raise ValueError(
+                f"observations (points): expected shape (n, {d}) like the collocation points, "
+                f"got {tuple(x.shape)}"
+            )
+        if u.shape[0] != x.shape[0] or u.ndim > 2:
+            raise ValueError(
+                f"observations: {x.shape[0]} points but values of shape {tuple(u.shape)}; give "
+                f"({x.shape[0]},) or ({x.shape[0]}, n_observed_outputs)"
+            )
+        if domain is not None:
+            outside = ~np.asarray(domain.contains(np.asarray(x)))
+            if outside.any():
+                i = int(np.argmax(outside))
+                raise ValueError(
+                    f"observations (points): {int(outside.sum())} of {x.shape[0]} points lie "
+                    f"outside the domain (e.g. index {i}: {np.asarray(x)[i].tolist()}); an "
+                    "observation constrains the solution only where the PDE holds"
+                )
+        self.observed = obs.columns
+        return x, u.reshape(x.shape[0], -1)
+
+    def _observation_residual(self, model, whole) -> jax.Array:
+        x, u = whole["observations"]
+        pred = model(x).reshape(x.shape[0], -1)
+        if self.observed is not None:
+            pred = pred[:, jnp.asarray(self.observed)]
+        return pred - u.astype(pred.dtype)
 
     def _causal_range(self, points: jax.Array, domain: Any) -> jax.Array:
         """``[t0, t1]`` of the causal time slices (checked on the host)."""
@@ -204,6 +258,8 @@ class PhysicsTask:
         names += [ConditionSet(c, None).name for c in self.conditions]
         if self.has_targets:
             names.append("data")
+        if self.has_observations:
+            names.append("observations")
         names += list(self.loss.quantum_terms)
         if len(set(names)) != len(names):
             raise ValueError(
@@ -244,16 +300,46 @@ class PhysicsTask:
                     f"the model's {k} output(s) at {bp.shape[0]} points; use shape "
                     f"({bp.shape[0]}, {k})" + (f" or ({bp.shape[0]},)" if k == 1 else "")
                 )
-        if self.loss.pde_residual is not None:
-            r = self.loss.residual_fn(points.shape[1])
-            try:
-                res = jax.eval_shape(
-                    lambda p, s, x: r(nnx.merge(graphdef, p, s), x), params, model_state, points[0]
+        if "observations" in whole:
+            xo, uo = whole["observations"]
+            cols = self.observed
+            if cols is not None and max(cols) >= k:
+                raise ValueError(
+                    f"Observations.component={cols if len(cols) > 1 else cols[0]}: the model "
+                    f"has {k} output(s)"
                 )
+            want = k if cols is None else len(cols)
+            if uo.shape[1] != want:
+                raise ValueError(
+                    f"observations (values): {uo.shape[1]} column(s), but "
+                    + (f"the model has {k} output(s)" if cols is None else f"component={cols}")
+                    + f"; give shape ({uo.shape[0]}, {want})"
+                    + (
+                        ""
+                        if cols is not None
+                        else " or name the observed outputs with "
+                        "Observations(points, values, component=...)"
+                    )
+                )
+        if self.loss.pde_residual is not None:
+            r = self.loss.residual_fn(points.shape[1], self.with_parameters)
+
+            def one(p, s, x):
+                m = nnx.merge(graphdef, p, s)
+                return r(m, x, self._coefficients(m))
+
+            try:
+                res = jax.eval_shape(one, params, model_state, points[0])
             except Exception as e:
+                hint = (
+                    "; the residual gets the PDEParameters as its last argument, e.g. "
+                    "residual(u, x, t, p) with p.D"
+                    if self.with_parameters
+                    else ""
+                )
                 raise ValueError(
                     f"pde_residual: evaluating it at one point of shape {tuple(points.shape[1:])}"
-                    f" failed ({type(e).__name__}: {e})"
+                    f" failed ({type(e).__name__}: {e}){hint}"
                 ) from e
             if len(res.shape) != 1:
                 raise ValueError(
@@ -280,7 +366,11 @@ class PhysicsTask:
         """The model the loss sees: the network, or ``g + D * net`` under hard conditions."""
         return model if self.constraint is None else self.constraint.bind(model)
 
-    def _residual_arrays(self, model, points, whole):
+    @staticmethod
+    def _coefficients(model) -> PDEParameters | None:
+        return model.parameters if isinstance(model, ModelWithParameters) else None
+
+    def _residual_arrays(self, model, points, whole, coefficients=None):
         """Per-point residuals of the PDE and of every condition (one evaluation)."""
         return self.loss.residual_arrays(
             model,
@@ -288,17 +378,22 @@ class PhysicsTask:
             boundary=whole.get("boundary"),
             conditions=self._condition_sets(whole),
             space_dims=self.space_dims,
+            coefficients=coefficients,
         )
 
     def objective(self, model, batch, weights, whole, key):
         """Loss terms, plus PDE-residual statistics over the batch's (unpadded) points:
         ``residual_rms`` and ``residual_max`` (largest absolute residual)."""
+        coefficients = self._coefficients(model)
         model = self._u(model)
         points = batch[0]
-        res = self._residual_arrays(model, points, whole)
+        res = self._residual_arrays(model, points, whole, coefficients)
         terms = self.loss.terms_from_residuals(res, weights)
         if self.has_targets:
             terms["data"] = self.loss.data_loss(model(points), batch[1], weights)
+        if "observations" in whole:
+            r = self._observation_residual(model, whole)
+            terms["observations"] = jnp.mean(r * r)
         if self.loss.quantum_terms:
             terms.update(
                 self.loss.constraint_terms(model, points, weights, whole.get("normalization"))
@@ -322,11 +417,14 @@ class PhysicsTask:
 
     def residual_terms(self, model, batch, weights, whole, key):
         """Per-point residuals of every term (padding rows zeroed) and their valid counts."""
+        coefficients = self._coefficients(model)
         model = self._u(model)
         points = batch[0]
-        res = self._residual_arrays(model, points, whole)
+        res = self._residual_arrays(model, points, whole, coefficients)
         if self.has_targets:
             res["data"] = (model(points) - batch[1]).reshape(points.shape[0], -1)
+        if "observations" in whole:
+            res["observations"] = self._observation_residual(model, whole)
         mask = (weights > 0).astype(points.dtype)
         out = {}
         for name, r in res.items():
@@ -338,7 +436,9 @@ class PhysicsTask:
 
     def point_residual_abs(self, model, points, whole):
         """``|r(x)|`` of the PDE residual at each point (vector residuals: Euclidean norm)."""
-        return jnp.linalg.norm(self.loss.residuals(self._u(model), points), axis=1)
+        coefficients = self._coefficients(model)
+        r = self.loss.residuals(self._u(model), points, coefficients)
+        return jnp.linalg.norm(r, axis=1)
 
     def eval_fn(self, model, data):
         """Validation against reference values: the same metrics as supervised training."""
@@ -356,6 +456,12 @@ class BasicTrainer(Trainer):
             any, is loaded into ``model`` (see :class:`Trainer`).
         rngs: optional ``nnx.Rngs`` for the run's key.
         callbacks: components to run (see :class:`Trainer`).
+        parameters: a :class:`~opifex.core.physics.parameters.PDEParameters`: unknown PDE
+            coefficients of an inverse problem, trained with the network in the same step
+            (the residual takes them as its last argument; see
+            ``docs/inverse_problems.md``). ``trainer.model`` is then a
+            :class:`~opifex.core.physics.parameters.ModelWithParameters` holding both; the
+            objects you passed are trained in place.
     """
 
     _task_fixed = False  # set_physics_loss may switch to the physics-informed task
@@ -368,10 +474,28 @@ class BasicTrainer(Trainer):
         *,
         rngs: nnx.Rngs | None = None,
         callbacks: list[TrainingComponentBase] | None = None,
+        parameters: PDEParameters | None = None,
     ) -> None:
+        if parameters is not None:
+            if not isinstance(parameters, PDEParameters):
+                raise TypeError(
+                    "parameters must be a PDEParameters(name=value, ...), got "
+                    f"{type(parameters).__name__}"
+                )
+            if meta_optimizer is not None:
+                raise NotImplementedError(
+                    "parameters with a meta_optimizer: a learned initialisation is for a "
+                    "network alone, and initialising PDE coefficients from it is not "
+                    "implemented; train the inverse problem without meta_optimizer"
+                )
+            if not isinstance(model, nnx.Module):
+                raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+            model = ModelWithParameters(model, parameters)
         super().__init__(
             model, config, rngs=rngs, callbacks=callbacks, meta_optimizer=meta_optimizer
         )
+        self.parameters = parameters
+        self._parameter_rate = None if parameters is None else parameters.learning_rate
         self.physics_loss: PhysicsInformedLoss | None = None
 
     def set_physics_loss(self, physics_loss: PhysicsInformedLoss) -> None:
@@ -382,6 +506,7 @@ class BasicTrainer(Trainer):
             )
         self.physics_loss = physics_loss
         self.task = PhysicsTask(self.config, physics_loss)
+        self.task.with_parameters = self.parameters is not None
         self._engine = None
         self._state = None
 
@@ -394,6 +519,7 @@ class BasicTrainer(Trainer):
         problem: PhysicsProblem | None = None,
         domain: Any = None,
         n_boundary: int = 256,
+        observations: Any = None,
     ) -> tuple[nnx.Module, History]:
         """Train; see :meth:`Trainer.train`.
 
@@ -408,17 +534,34 @@ class BasicTrainer(Trainer):
                 and the physics loss's ``boundary_conditions`` are enforced on
                 ``n_boundary`` points sampled per condition.
             n_boundary: points per condition when ``domain`` is given.
+            observations: ``(x_obs, u_obs)`` or an
+                :class:`~opifex.core.physics.parameters.Observations`: measured values of
+                the solution, the loss term ``observations`` (weight
+                ``PhysicsLossConfig.data_weight``), evaluated on all of them every step;
+                what identifies the ``parameters`` of an inverse problem.
 
         Returns:
             ``(model, history)``. With ``BoundaryConfig(enforcement="hard")`` the model is a
             :class:`~opifex.core.physics.constraints.HardConstrainedModel` whose ``net`` is
             the network you passed (trained in place): call the returned model for ``u``.
         """
+        if self.parameters is not None and self.physics_loss is None and problem is None:
+            raise ValueError(
+                "parameters (PDEParameters) enter the PDE residual: call set_physics_loss "
+                "with a residual that takes them, or train with problem=PhysicsProblem(...)"
+            )
+        if observations is not None and self.physics_loss is None and problem is None:
+            raise ValueError(
+                "observations are a term of the physics-informed loss: call set_physics_loss "
+                "first (for supervised data pass train_data=(x, y))"
+            )
         if problem is not None:
             if train_data is not None or domain is not None:
                 raise ValueError("pass either problem or train_data (with domain), not both")
             if self.physics_loss is None:
+                restored = self._state  # a load_checkpoint before train resumes that run
                 self.set_physics_loss(problem.loss)
+                self._state = restored
             points, sets = problem.sample()
             sets = self._constrain(problem.domain, sets, problem.space_dims, boundary_data)
             return self._returned(
@@ -431,6 +574,7 @@ class BasicTrainer(Trainer):
                     space_dims=problem.space_dims,
                     domain=problem.domain,
                     all_conditions=problem.conditions,
+                    observations=observations,
                 )
             )
         if train_data is None:
@@ -449,7 +593,13 @@ class BasicTrainer(Trainer):
                     "pass domain=... (the geometry they refer to) or use problem=PhysicsProblem"
                 )
             self._constrain(None, [], None, boundary_data)
-            return self._train(val_data, "train_data", train_data, boundary_data=boundary_data)
+            return self._train(
+                val_data,
+                "train_data",
+                train_data,
+                boundary_data=boundary_data,
+                observations=observations,
+            )
         self._check_inside(domain, train_data)
         sampler = PhysicsProblem(
             domain,
@@ -470,8 +620,32 @@ class BasicTrainer(Trainer):
                 space_dims=sampler.space_dims,
                 domain=domain,
                 all_conditions=conditions,
+                observations=observations,
             )
         )
+
+    def _metric_fn(self, kind: str):
+        """The components' metrics, and with PDEParameters their values at the end of
+        each epoch (``param_<name>``)."""
+        fn = super()._metric_fn(kind)
+        if kind != "epoch" or self.parameters is None:
+            return fn
+        graphdef = self._graphdef
+
+        def metrics(before, after):
+            out = {} if fn is None else fn(before, after)
+            m = nnx.merge(graphdef, after.params, after.model_state)
+            for name, v in m.parameters.values().items():
+                key = f"param_{name}"
+                if key in out:
+                    raise ValueError(
+                        f"PDEParameters: the history key {key!r} is taken by a component's "
+                        "metric; rename the coefficient"
+                    )
+                out[key] = v
+            return out
+
+        return metrics
 
     def _constrain(
         self, domain: Any, sets: list[ConditionSet], space_dims: int | None, boundary_data: Any

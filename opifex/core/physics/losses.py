@@ -234,36 +234,49 @@ class PhysicsInformedLoss:
         self.data_loss = get_loss(config.data_loss)
 
     # ------------------------------------------------------------- residuals
-    def _arity(self, d: int) -> str:
+    def _arity(self, d: int, parameters: bool = False) -> str:
         n = _required_positional(self.pde_residual)
-        if n == 2:
+        extra = int(parameters)
+        if n == 2 + extra:
             return "vector"
-        if n == 1 + d and d >= 2:
+        if n == 1 + d + extra and d >= 2:
             return "scalars"
+        names = ", ".join(f"x{i}" for i in range(d))
+        p = ", p" if parameters else ""
+        hint = f"residual(model_fn, x{p}) with x of shape ({d},)" + (
+            f" or residual(model_fn, {names}{p})" if d >= 2 else ""
+        )
+        if parameters:
+            hint += (
+                "; the trainer has PDEParameters, which the residual takes as its last argument p"
+            )
         raise ValueError(
             f"pde_residual: takes {n} required positional argument(s); for {d}-dimensional "
-            f"points write residual(model_fn, x) with x of shape ({d},)"
-            + (f" or residual(model_fn, {', '.join(f'x{i}' for i in range(d))})" if d >= 2 else "")
+            f"points write {hint}"
         )
 
-    def residual_fn(self, d: int) -> Callable[[Callable, jax.Array], jax.Array]:
-        """``(model, point) -> residual vector`` for ``d``-dimensional points."""
-        form = self._arity(d)
+    def residual_fn(self, d: int, parameters: bool = False) -> Callable[..., jax.Array]:
+        """``(model, point[, coefficients]) -> residual vector`` for ``d``-dimensional
+        points (``parameters``: the residual takes the PDE coefficients last)."""
+        form = self._arity(d, parameters)
         res = self.pde_residual
 
-        def r(model, p):
+        def r(model, p, coefficients=None):
             u = point_function(model)
-            out = res(u, p) if form == "vector" else res(u, *[p[i] for i in range(d)])
-            return jnp.asarray(out).reshape(-1)
+            args = (p,) if form == "vector" else tuple(p[i] for i in range(d))
+            if parameters:
+                args = (*args, coefficients)
+            return jnp.asarray(res(u, *args)).reshape(-1)
 
         return r
 
-    def residuals(self, model: Callable, points: jax.Array) -> jax.Array:
-        """Residuals at ``points`` (shape ``(n, d)``) as an array ``(n, m)``."""
+    def residuals(self, model: Callable, points: jax.Array, coefficients: Any = None) -> jax.Array:
+        """Residuals at ``points`` (shape ``(n, d)``) as an array ``(n, m)``
+        (``coefficients``: the PDE parameters the residual takes, if any)."""
         if self.pde_residual is None:
             raise ValueError("this PhysicsInformedLoss has no pde_residual")
-        r = self.residual_fn(points.shape[-1])
-        return jax.vmap(lambda p: r(model, p))(points)
+        r = self.residual_fn(points.shape[-1], coefficients is not None)
+        return jax.vmap(lambda p: r(model, p, coefficients))(points)
 
     def check(self, model: nnx.Module, points: jax.Array) -> None:
         """Fail early with a clear message if the residual does not fit the model and points."""
@@ -390,14 +403,16 @@ class PhysicsInformedLoss:
         boundary: tuple[jax.Array, jax.Array] | None = None,
         conditions: Sequence[ConditionSet] = (),
         space_dims: int | None = None,
+        coefficients: Any = None,
     ) -> dict[str, jax.Array]:
         """Per-point residuals of every term, each of shape ``(n_points, n_components)``.
 
         The loss terms are their mean squares; NTK-based weighting differentiates them.
+        ``coefficients``: the PDE parameters the residual takes, if any.
         """
         out: dict[str, jax.Array] = {}
         if self.pde_residual is not None and points is not None:
-            out["physics"] = self.residuals(model, points)
+            out["physics"] = self.residuals(model, points, coefficients)
         if boundary is not None:
             xb, vb = boundary
             out["boundary"] = (model(xb).reshape(vb.shape) - vb).reshape(xb.shape[0], -1)
@@ -421,7 +436,7 @@ class PhysicsInformedLoss:
         def w(name):
             if name == "physics":
                 return c.physics_weight
-            if name == "data":
+            if name in ("data", "observations"):
                 return c.data_weight
             if name.startswith("initial"):
                 return c.initial_weight

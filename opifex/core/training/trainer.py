@@ -37,6 +37,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from opifex.core.physics.parameters import parameter_labels
 from opifex.core.training import precision as _precision
 from opifex.core.training.callbacks import JSONLLogger, LoggingCallback, PlateauTracker, ProgressBar
 from opifex.core.training.checkpoint import CheckpointStore
@@ -520,6 +521,22 @@ class Trainer:
         base = None if meta is None else meta.transformation
         tx = build_optimizer(opt, lr, total, base=base)
         uses_value_fn = base is None and needs_value_fn(opt)
+        rate = getattr(self, "_parameter_rate", None)
+        if rate is not None:  # PDE coefficients with a rate of their own
+            if uses_value_fn:
+                warnings.warn(
+                    f"PDEParameters.learning_rate is not applied in stage {stage} "
+                    f"({opt.name}): its line search steps the network and the coefficients "
+                    "together; the coefficients' own rate applies in first-order stages",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            else:
+                main_lr = self.config.stage_plan()[0][3]
+                if factory is not None:
+                    main_lr = factory.resolve(self.config.stage_plan()[0][2], main_lr)[1]
+                own = build_optimizer(opt, rate * lr / main_lr, total)
+                tx = optax.multi_transform({"net": tx, "pde": own}, parameter_labels)
         # components' gradient transformations run first (not before line-search
         # optimizers, whose line search needs the true gradient)
         pre = [t for c in self.components for t in c.transforms()]
