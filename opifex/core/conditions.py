@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -67,6 +67,37 @@ def _check_value(cls: str, value: Any) -> None:
         raise ValueError(f"{cls}.value must be finite, got {value!r}")
 
 
+def _check_component(cls: str, component: Any) -> None:
+    ok = component is None or (
+        isinstance(component, int) and not isinstance(component, bool) and component >= 0
+    )
+    if not ok and not (isinstance(component, str) and component.isidentifier()):
+        raise ValueError(
+            f"{cls}.component must be an output index >= 0 or an output name (declared with "
+            f"outputs=(...) on the problem or loss), got {component!r}"
+        )
+
+
+def resolve_component(condition: Any, outputs: Sequence[str] | None) -> Any:
+    """``condition`` with a named ``component`` (``"u"``) replaced by its output index in
+    ``outputs``; conditions with an index or no component are returned unchanged."""
+    name = getattr(condition, "component", None)
+    if not isinstance(name, str):
+        return condition
+    if not outputs:
+        raise ValueError(
+            f"{type(condition).__name__}.component={name!r} names an output, but no outputs "
+            "are declared: pass outputs=('u', 'v', ...) to the PhysicsProblem or "
+            "PhysicsInformedLoss (or give the output index)"
+        )
+    if name not in outputs:
+        raise ValueError(
+            f"{type(condition).__name__}.component={name!r} is not one of the declared "
+            f"outputs {tuple(outputs)}"
+        )
+    return dataclasses.replace(condition, component=list(outputs).index(name))
+
+
 def _check_boundary(cls: str, boundary: Any) -> None:
     if not isinstance(boundary, str) or not boundary:
         raise TypeError(f"{cls}.boundary must be a boundary name (str), got {boundary!r}")
@@ -78,10 +109,11 @@ class DirichletBC:
 
     boundary: str
     value: Value = 0.0
-    component: int | None = None
+    component: int | str | None = None
 
     def __post_init__(self):
         _check_boundary("DirichletBC", self.boundary)
+        _check_component("DirichletBC", self.component)
         _check_value("DirichletBC", self.value)
 
     def residual(self, u_fn, point, normal, space_dims):
@@ -95,10 +127,11 @@ class NeumannBC:
 
     boundary: str
     value: Value = 0.0
-    component: int | None = None
+    component: int | str | None = None
 
     def __post_init__(self):
         _check_boundary("NeumannBC", self.boundary)
+        _check_component("NeumannBC", self.component)
         _check_value("NeumannBC", self.value)
 
     def residual(self, u_fn, point, normal, space_dims):
@@ -114,10 +147,11 @@ class RobinBC:
     alpha: float = 1.0
     beta: float = 1.0
     value: Value = 0.0
-    component: int | None = None
+    component: int | str | None = None
 
     def __post_init__(self):
         _check_boundary("RobinBC", self.boundary)
+        _check_component("RobinBC", self.component)
         _check_value("RobinBC", self.value)
         if self.alpha == 0 and self.beta == 0:
             raise ValueError("RobinBC: alpha and beta cannot both be 0")
@@ -140,10 +174,11 @@ class PeriodicBC:
     partner: str
     dim: int = 0
     derivative: bool = False
-    component: int | None = None
+    component: int | str | None = None
 
     def __post_init__(self):
         _check_boundary("PeriodicBC", self.boundary)
+        _check_component("PeriodicBC", self.component)
         _check_boundary("PeriodicBC", self.partner)
         if self.boundary == self.partner:
             raise ValueError("PeriodicBC: boundary and partner must differ")
@@ -163,11 +198,12 @@ class InitialCondition:
 
     value: Value = 0.0
     derivative: bool = False
-    component: int | None = None
+    component: int | str | None = None
     boundary: str = "initial"
 
     def __post_init__(self):
         _check_value("InitialCondition", self.value)
+        _check_component("InitialCondition", self.component)
 
     def residual(self, u_fn, point, normal, space_dims):
         if space_dims is None:
@@ -184,6 +220,11 @@ def _component(u: jax.Array, component: int | None) -> jax.Array:
     u = jnp.asarray(u)
     if component is None:
         return u
+    if isinstance(component, str):
+        raise ValueError(
+            f"condition component {component!r} is an output name that was not resolved: "
+            "declare outputs=(...) on the PhysicsProblem or PhysicsInformedLoss"
+        )
     return u[component]
 
 

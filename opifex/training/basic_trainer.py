@@ -27,7 +27,12 @@ from flax import nnx
 
 from opifex.core.conditions import InitialCondition
 from opifex.core.physics.constraints import HardConstrainedModel, HardConstraint, is_hard
-from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss
+from opifex.core.physics.losses import (
+    ConditionSet,
+    PhysicsInformedLoss,
+    condition_name,
+    is_pde_term,
+)
 from opifex.core.physics.parameters import ModelWithParameters, Observations, PDEParameters
 from opifex.core.physics.problem import PhysicsProblem
 from opifex.core.training.components import TrainingComponentBase
@@ -219,7 +224,7 @@ class PhysicsTask:
                     f"outside the domain (e.g. index {i}: {np.asarray(x)[i].tolist()}); an "
                     "observation constrains the solution only where the PDE holds"
                 )
-        self.observed = obs.columns
+        self.observed = obs.columns(self.loss.outputs)
         return x, u.reshape(x.shape[0], -1)
 
     def _observation_residual(self, model, whole) -> jax.Array:
@@ -250,12 +255,10 @@ class PhysicsTask:
         return self._supervised.prepare(name, data)
 
     def term_weights(self, batched: Any, whole: Any) -> dict[str, float]:
-        names = []
-        if self.loss.pde_residual is not None:
-            names.append("physics")
+        names = list(self.loss.pde_terms)
         if "boundary" in whole:
             names.append("boundary")
-        names += [ConditionSet(c, None).name for c in self.conditions]
+        names += [condition_name(c, self.loss.outputs) for c in self.conditions]
         if self.has_targets:
             names.append("data")
         if self.has_observations:
@@ -292,6 +295,18 @@ class PhysicsTask:
                 f"the model must map (n, d) points to (n, k) outputs, got {tuple(out.shape)}"
             )
         k = out.shape[1]
+        names = self.loss.outputs
+        if names is not None and len(names) != k:
+            raise ValueError(
+                f"outputs={list(names)} names {len(names)} output(s) but the model has {k}; "
+                "name each output of the model once, in order"
+            )
+        for c in self.conditions:
+            comp = getattr(c, "component", None)
+            if comp is not None and comp >= k:
+                raise ValueError(
+                    f"{type(c).__name__}.component={comp}: the model has {k} output(s)"
+                )
         if "boundary" in whole:
             bp, bv = whole["boundary"]
             if bv.size != bp.shape[0] * k:
@@ -330,6 +345,10 @@ class PhysicsTask:
 
             try:
                 res = jax.eval_shape(one, params, model_state, points[0])
+            except ValueError as e:
+                if str(e).startswith("pde_residual"):
+                    raise  # already says what is wrong
+                raise ValueError(f"pde_residual: evaluating it at one point failed ({e})") from e
             except Exception as e:
                 hint = (
                     "; the residual gets the PDEParameters as its last argument, e.g. "
@@ -341,11 +360,7 @@ class PhysicsTask:
                     f"pde_residual: evaluating it at one point of shape {tuple(points.shape[1:])}"
                     f" failed ({type(e).__name__}: {e}){hint}"
                 ) from e
-            if len(res.shape) != 1:
-                raise ValueError(
-                    f"pde_residual must return a scalar (or a vector) per point, "
-                    f"got shape {res.shape}"
-                )
+            self.loss.check_equations(res.shape[0])
         if self.has_targets:
             self._supervised.check_model(
                 "train_data", graphdef, params, model_state, batched, probe
@@ -399,15 +414,17 @@ class PhysicsTask:
                 self.loss.constraint_terms(model, points, weights, whole.get("normalization"))
             )
         metrics = {}
-        if "physics" in res:
-            metrics["residual_rms"] = jnp.sqrt(terms["physics"])
+        pde = [n for n in self.loss.pde_terms if n in res]
+        if pde:
+            # over every equation of a system: rms of all residual values, largest |r|
+            metrics["residual_rms"] = jnp.sqrt(sum(terms[n] for n in pde) / len(pde))
             if "causal_range" in whole:
                 rng = whole["causal_range"]
                 terms["physics"], cw = self.loss.causal_physics(
                     res["physics"], points[:, -1], weights, (rng[0], rng[1])
                 )
                 metrics["causal_weight_min"] = cw[-1]
-            r = jnp.max(jnp.abs(res["physics"]), axis=1)
+            r = jnp.max(jnp.abs(jnp.concatenate([res[n] for n in pde], axis=1)), axis=1)
             metrics["residual_max"] = jnp.max(jnp.where(weights > 0, r, 0.0))
         if self.conservation is not None:
             t, m = self.conservation.pinn(model, points, weights, whole)
@@ -428,7 +445,7 @@ class PhysicsTask:
         mask = (weights > 0).astype(points.dtype)
         out = {}
         for name, r in res.items():
-            if name in ("physics", "data"):  # minibatched rows: padding is masked
+            if name == "data" or is_pde_term(name):  # minibatched rows: padding is masked
                 out[name] = (r * mask[:, None], jnp.sum(mask))
             else:
                 out[name] = (r, jnp.asarray(r.shape[0], points.dtype))

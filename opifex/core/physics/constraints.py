@@ -14,7 +14,14 @@ distance functions and transfinite lifting of Sukumar & Srivastava, CMAME 389, 2
   ``P_i x`` of ``x`` onto the piece.
 
 So ``u = g_i`` on piece ``i`` to round-off, whatever the network ``N`` does, and the
-boundary terms leave the loss. Where two pieces meet (corners) both weights are undefined;
+boundary terms leave the loss.
+
+An initial rate ``u_t(x, t0) = h(x)`` (second order in time: waves) is built in too: the
+output becomes ``u = g + D * (c(x) + (t - t0) * N)`` with ``c = (h - g_t) / D_t`` read at
+``(x, t0)``. ``D`` vanishes at ``t0``, so the value is still ``g``, and ``u_t(x, t0) =
+g_t + D_t * c = h`` exactly wherever ``D_t(x, t0) > 0`` (everywhere off the spatial
+boundary, where ``D_t = 1`` for the distance ``t - t0``); the extra ``t - t0`` makes the
+network's own contribution to the rate vanish at ``t0``. Where two pieces meet (corners) both weights are undefined;
 the values there are those of the limit along the boundary only when the conditions agree.
 """
 
@@ -31,10 +38,13 @@ from opifex.core.conditions import DirichletBC, InitialCondition, evaluate_value
 
 
 def is_hard(condition: Any) -> bool:
-    """Conditions that can be built into the output: Dirichlet values and initial values."""
-    if isinstance(condition, InitialCondition):
-        return not condition.derivative
-    return isinstance(condition, DirichletBC)
+    """Conditions that can be built into the output: Dirichlet values, initial values and
+    initial rates (the last beside an initial value of the same output)."""
+    return isinstance(condition, DirichletBC | InitialCondition)
+
+
+def _is_rate(condition: Any) -> bool:
+    return isinstance(condition, InitialCondition) and condition.derivative
 
 
 def _excluded_products(phi: jax.Array) -> jax.Array:
@@ -50,7 +60,8 @@ class HardConstraint:
 
     Args:
         domain: a geometry or ``TimeDomain`` with :meth:`distance_pieces`.
-        conditions: ``DirichletBC`` s and ``InitialCondition`` s (values, not rates).
+        conditions: ``DirichletBC`` s and ``InitialCondition`` s (values, and rates beside
+            a value of the same output).
         n_outputs: ``k``; a condition with ``component=c`` constrains output ``c`` only.
         space_dims: spatial dimensions when the last input is time (``None`` otherwise).
     """
@@ -63,10 +74,22 @@ class HardConstraint:
         space_dims: int | None = None,
     ) -> None:
         pieces: list[list[tuple[Any, Any]]] = [[] for _ in range(n_outputs)]
+        rates: list[Any] = [None] * n_outputs
         for c in conditions:
             if not is_hard(c):
                 raise ValueError(f"{type(c).__name__} cannot be enforced by construction")
             comps = range(n_outputs) if c.component is None else [c.component]
+            if _is_rate(c):
+                for k in comps:
+                    if not 0 <= k < n_outputs:
+                        raise ValueError(
+                            f"InitialCondition.component={k} but the model has "
+                            f"{n_outputs} output(s)"
+                        )
+                    if rates[k] is not None:
+                        raise ValueError(f"two initial-rate conditions on output {k}; give one")
+                    rates[k] = c
+                continue
             for piece in domain.distance_pieces(c.boundary):
                 for k in comps:
                     if not 0 <= k < n_outputs:
@@ -75,7 +98,16 @@ class HardConstraint:
                             f"{n_outputs} output(s)"
                         )
                     pieces[k].append((piece, c))
+        for k, c in enumerate(rates):
+            valued = any(isinstance(v, InitialCondition) for _, v in pieces[k])
+            if c is not None and not valued:
+                raise ValueError(
+                    f"InitialCondition(derivative=True) on output {k}: a hard initial rate "
+                    "needs a hard initial value of the same output (add "
+                    "InitialCondition(value) for it)"
+                )
         self.pieces = tuple(tuple(p) for p in pieces)
+        self.rates = tuple(rates)
         self.space_dims = space_dims
         self.conditions = tuple(conditions)
         self.domain = domain
@@ -109,12 +141,38 @@ class HardConstraint:
         """``g(x)`` per output component, shape ``(n, k)``."""
         return jax.vmap(lambda p: self._distance_and_lift(p)[1])(x.reshape(-1, x.shape[-1]))
 
+    def _rate_lift(self, point: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(c_k, tau_k)`` per output: ``c = (h - g_t) / D_t`` at ``(x, t0)`` and ``tau =
+        t - t0`` for outputs with an initial rate; ``(0, 1)`` for the others."""
+        t0 = jnp.asarray(self.domain.t0, point.dtype)
+        p0 = point.at[-1].set(t0)
+        e = jnp.zeros_like(point).at[-1].set(1.0)
+        _, (d_t, g_t) = jax.jvp(self._distance_and_lift, (p0,), (e,))
+        cs, taus = [], []
+        for k, c in enumerate(self.rates):
+            if c is None:
+                cs.append(jnp.zeros((), point.dtype))
+                taus.append(jnp.ones((), point.dtype))
+                continue
+            h = jnp.asarray(evaluate_value(c.value, p0, self.space_dims))
+            h = (h if h.ndim == 0 else h.reshape(-1)[k if c.component is None else 0]).astype(
+                point.dtype
+            )
+            ok = d_t[k] > 1e-6  # zero on the spatial boundary, where u = g anyway
+            cs.append(jnp.where(ok, (h - g_t[k]) / jnp.where(ok, d_t[k], 1.0), 0.0))
+            taus.append(point[-1] - t0)
+        return jnp.stack(cs), jnp.stack(taus)
+
     def __call__(self, net: Callable, x: jax.Array) -> jax.Array:
-        """``g(x) + D(x) * net(x)`` for points ``x`` of shape ``(..., d)``."""
+        """``g(x) + D(x) * net(x)`` for points ``x`` of shape ``(..., d)`` (with initial
+        rates, ``g + D * (c + (t - t0) * net)``; see the module docstring)."""
         flat = x.reshape(-1, x.shape[-1])
         d, g = jax.vmap(self._distance_and_lift)(flat)
-        out = net(flat)
-        return (g + d * out.reshape(d.shape)).reshape(*x.shape[:-1], d.shape[-1])
+        out = net(flat).reshape(d.shape)
+        if any(c is not None for c in self.rates):
+            c, tau = jax.vmap(self._rate_lift)(flat)
+            out = c + tau * out
+        return (g + d * out).reshape(*x.shape[:-1], d.shape[-1])
 
     def bind(self, net: Callable) -> Callable:
         """The constrained model as a function of points."""

@@ -4,6 +4,8 @@ A :class:`PhysicsInformedLoss` turns a PDE residual written for one point, bound
 boundary/initial conditions and labelled data into named loss terms:
 
 - ``physics``: mean squared residual over the collocation points;
+- ``physics_<equation>``: for a system (``equations=(...)``), one term per equation, each
+  with its own (adaptive) weight;
 - ``boundary``: mean squared misfit ``u(x_b) - g_b`` on ``boundary_data`` pairs;
 - ``bc_<name>`` / ``initial`` / ``periodic_<name>``: mean squared condition residuals;
 - ``data``: misfit on labelled points.
@@ -25,14 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from opifex.core.conditions import InitialCondition, PeriodicBC
+from opifex.core.conditions import InitialCondition, PeriodicBC, resolve_component
 from opifex.core.physics.weighting import WEIGHTING_RULES, WeightingRule
 from opifex.core.training._config_base import (
     _check_choice,
@@ -158,6 +161,49 @@ class PhysicsLossConfig(_ConfigBase):
         return cls(**kw)
 
 
+def is_pde_term(name: str) -> bool:
+    """Whether a loss term is the PDE residual's (``physics`` or ``physics_<equation>``)."""
+    return name == "physics" or name.startswith("physics_")
+
+
+def check_names(arg: str, names: Any) -> tuple[str, ...] | None:
+    """``names`` as a tuple of distinct identifiers (``None`` stays ``None``)."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+        raise ValueError(
+            f"{arg}: a non-empty sequence of names, e.g. ('u', 'v', 'p'), got {names!r}"
+        )
+    names = tuple(names)
+    for n in names:
+        if not isinstance(n, str) or not n.isidentifier():
+            raise ValueError(f"{arg}: {n!r} is not a name (use identifiers like 'u' or 'mass')")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{arg}: the names must be distinct, got {names}")
+    return names
+
+
+def _check_equations(equations: Any) -> dict[str, float] | None:
+    if equations is None:
+        return None
+    if isinstance(equations, Mapping):
+        names = check_names("equations", list(equations))
+        weights = {}
+        for n in names:
+            v = equations[n]
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not (math.isfinite(v) and v >= 0)
+            ):
+                raise ValueError(
+                    f"equations[{n!r}]: a weight must be a finite number >= 0, got {v!r}"
+                )
+            weights[n] = float(v)
+        return weights
+    return dict.fromkeys(check_names("equations", equations), 1.0)
+
+
 def _required_positional(fn: Callable) -> int | None:
     try:
         params = inspect.signature(fn).parameters.values()
@@ -192,12 +238,23 @@ class ConditionSet:
 
     @property
     def name(self) -> str:
-        c = self.condition
-        if isinstance(c, InitialCondition):
-            return "initial" if not c.derivative else "initial_rate"
-        if isinstance(c, PeriodicBC):
-            return f"periodic_{c.boundary}"
-        return f"bc_{c.boundary}"
+        return condition_name(self.condition)
+
+
+def condition_name(c: Any, outputs: Sequence[str] | None = None) -> str:
+    """A condition's loss-term name: ``bc_<boundary>``, ``initial``, ``initial_rate`` or
+    ``periodic_<boundary>``; with named ``outputs``, a condition on one component adds the
+    output's name (``bc_wall_u``), so that each component's condition is a term of its own."""
+    if isinstance(c, InitialCondition):
+        base = "initial" if not c.derivative else "initial_rate"
+    elif isinstance(c, PeriodicBC):
+        base = f"periodic_{c.boundary}"
+    else:
+        base = f"bc_{c.boundary}"
+    k = c.component
+    if outputs is None or k is None:
+        return base
+    return f"{base}_{outputs[k] if isinstance(k, int) and k < len(outputs) else k}"
 
 
 class PhysicsInformedLoss:
@@ -209,6 +266,13 @@ class PhysicsInformedLoss:
         config: term weights and adaptive weighting.
         boundary_conditions: conditions (``DirichletBC``, ``NeumannBC``, ...) whose point sets
             the trainer or a :class:`~opifex.core.physics.problem.PhysicsProblem` provides.
+        equations: for a system, the names of the residual's equations, in the order the
+            residual returns them (e.g. ``("momentum_x", "momentum_y", "continuity")``), or
+            ``{name: weight}``: each is a loss term ``physics_<name>`` weighted by
+            ``physics_weight * weight`` (and adapted separately under adaptive weighting).
+            ``None``: one ``physics`` term however many values the residual returns.
+        outputs: names of the model's outputs (e.g. ``("u", "v", "p")``), so that
+            conditions and observations can say ``component="u"``.
 
     Example:
         >>> loss = PhysicsInformedLoss(config=PhysicsLossConfig(physics_weight=1.0,
@@ -221,6 +285,8 @@ class PhysicsInformedLoss:
         config: PhysicsLossConfig | None = None,
         *,
         boundary_conditions: Sequence[Any] = (),
+        equations: Sequence[str] | Mapping[str, float] | None = None,
+        outputs: Sequence[str] | None = None,
     ) -> None:
         if pde_residual is not None and not callable(pde_residual):
             raise TypeError(f"pde_residual must be a callable, got {type(pde_residual).__name__}")
@@ -230,8 +296,40 @@ class PhysicsInformedLoss:
             raise TypeError(f"config must be a PhysicsLossConfig, got {type(config).__name__}")
         self.pde_residual = pde_residual
         self.config = config
-        self.boundary_conditions = tuple(boundary_conditions)
+        self.outputs = check_names("outputs", outputs)
+        self.boundary_conditions = tuple(
+            resolve_component(c, self.outputs) for c in boundary_conditions
+        )
+        self.equation_weights = _check_equations(equations)
+        self.equations = None if self.equation_weights is None else tuple(self.equation_weights)
+        if self.equations is not None and pde_residual is None:
+            raise ValueError("equations: name the equations of a pde_residual (there is none)")
+        if self.equations is not None and config.causal_chunks > 0:
+            raise NotImplementedError(
+                "equations with causal_chunks: causal weights of a system (one set per "
+                "equation or one shared) are not implemented; train the system without "
+                "causal_chunks, or return one residual without equations=..."
+            )
         self.data_loss = get_loss(config.data_loss)
+
+    @property
+    def pde_terms(self) -> tuple[str, ...]:
+        """The loss terms of the PDE residual: ``physics``, or ``physics_<equation>`` for
+        each named equation of a system."""
+        if self.pde_residual is None:
+            return ()
+        if self.equations is None:
+            return ("physics",)
+        return tuple(f"physics_{e}" for e in self.equations)
+
+    def check_equations(self, n: int) -> None:
+        """Fail if the residual's ``n`` values per point do not match ``equations``."""
+        if self.equations is not None and n != len(self.equations):
+            raise ValueError(
+                f"pde_residual: returns {n} value(s) per point but equations="
+                f"{list(self.equations)} names {len(self.equations)}; return one value per "
+                "equation, in that order"
+            )
 
     # ------------------------------------------------------------- residuals
     def _arity(self, d: int, parameters: bool = False) -> str:
@@ -266,7 +364,13 @@ class PhysicsInformedLoss:
             args = (p,) if form == "vector" else tuple(p[i] for i in range(d))
             if parameters:
                 args = (*args, coefficients)
-            return jnp.asarray(res(u, *args)).reshape(-1)
+            out = jnp.asarray(res(u, *args))
+            if out.ndim > 1 or out.size == 0:
+                raise ValueError(
+                    f"pde_residual: returned shape {out.shape} at one point; return a scalar "
+                    "or a vector with one value per equation, shape () or (m,)"
+                )
+            return out.reshape(-1)
 
         return r
 
@@ -286,15 +390,16 @@ class PhysicsInformedLoss:
         graphdef, state = nnx.split(model)
         try:
             out = jax.eval_shape(lambda s, p: r(nnx.merge(graphdef, s), p), state, points[0])
+        except ValueError as e:
+            if str(e).startswith("pde_residual"):
+                raise
+            raise ValueError(f"pde_residual: evaluating it at one point failed ({e})") from e
         except Exception as e:
             raise ValueError(
                 f"pde_residual: evaluating it at one point of shape {tuple(points.shape[1:])} "
                 f"failed ({type(e).__name__}: {e})"
             ) from e
-        if out.ndim != 1:
-            raise ValueError(
-                f"pde_residual: must return a scalar or a vector per point, got shape {out.shape}"
-            )
+        self.check_equations(out.shape[0])
 
     # ----------------------------------------------------------------- terms
     def terms(
@@ -387,7 +492,7 @@ class PhysicsInformedLoss:
         collocation points of the ``physics`` term)."""
         out: dict[str, jax.Array] = {}
         for name, r in res.items():
-            if name == "physics" and weights is not None:
+            if is_pde_term(name) and weights is not None:
                 # (a minibatch made only of masked rows contributes nothing, not 0/0)
                 den = jnp.maximum(jnp.sum(weights), 1e-12)
                 out[name] = jnp.sum(weights * jnp.mean(r * r, axis=1)) / den
@@ -412,7 +517,13 @@ class PhysicsInformedLoss:
         """
         out: dict[str, jax.Array] = {}
         if self.pde_residual is not None and points is not None:
-            out["physics"] = self.residuals(model, points, coefficients)
+            r = self.residuals(model, points, coefficients)
+            if self.equations is None:
+                out["physics"] = r
+            else:  # a system: one term per equation
+                self.check_equations(r.shape[1])
+                for i, name in enumerate(self.pde_terms):
+                    out[name] = r[:, i : i + 1]
         if boundary is not None:
             xb, vb = boundary
             out["boundary"] = (model(xb).reshape(vb.shape) - vb).reshape(xb.shape[0], -1)
@@ -427,15 +538,19 @@ class PhysicsInformedLoss:
                 r = jax.vmap(lambda p, n, c=c: c.residual(u, p, n, space_dims))(
                     cs.points, cs.normals
                 )
-            out[cs.name] = r.reshape(cs.points.shape[0], -1)
+            out[condition_name(c, self.outputs)] = r.reshape(cs.points.shape[0], -1)
         return out
 
     def term_weights(self, names: Sequence[str]) -> dict[str, float]:
         c = self.config
 
+        eq = self.equation_weights or {}
+
         def w(name):
             if name == "physics":
                 return c.physics_weight
+            if is_pde_term(name):
+                return c.physics_weight * eq[name.removeprefix("physics_")]
             if name in ("data", "observations"):
                 return c.data_weight
             if name.startswith("initial"):

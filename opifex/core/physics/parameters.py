@@ -214,30 +214,45 @@ class Observations:
     Args:
         points: ``(n, d)`` observation points inside the domain (time last).
         values: ``(n,)`` or ``(n, k)``: one value per observed output.
-        component: the observed output (``None``: all of them, or the only one); with a
-            sequence of indices, ``values`` has one column per index.
+        component: the observed output, by index or by name (names need ``outputs=(...)``
+            on the problem or loss); ``None``: all outputs (or the only one). With a
+            sequence, ``values`` has one column per entry, in that order.
     """
 
     points: Any
     values: Any
-    component: int | tuple[int, ...] | None = None
+    component: int | str | tuple[int | str, ...] | None = None
 
     def __post_init__(self) -> None:
         c = self.component
         if c is None:
             return
-        comps = (c,) if isinstance(c, int) and not isinstance(c, bool) else c
-        if (
-            not isinstance(comps, tuple | list)
-            or not comps
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in comps)
-        ):
+        single = isinstance(c, int | str)
+        comps = (c,) if single else c
+        ok = lambda i: (
+            (isinstance(i, int) and not isinstance(i, bool) and i >= 0)
+            or (isinstance(i, str) and i.isidentifier())
+        )
+        if not isinstance(comps, tuple | list) or not comps or not all(ok(i) for i in comps):
             raise ValueError(
-                f"Observations.component: an output index >= 0 or a tuple of them, got {c!r}"
+                "Observations.component: an output index >= 0 or name, or a tuple of them, "
+                f"got {c!r}"
             )
-        object.__setattr__(self, "component", tuple(comps) if not isinstance(c, int) else c)
+        object.__setattr__(self, "component", c if single else tuple(comps))
 
-    @property
-    def columns(self) -> tuple[int, ...] | None:
+    def columns(self, outputs: tuple[str, ...] | None = None) -> tuple[int, ...] | None:
+        """The observed output indices (``None``: all), names resolved in ``outputs``."""
         c = self.component
-        return None if c is None else ((c,) if isinstance(c, int) else tuple(c))
+        if c is None:
+            return None
+        out = []
+        for i in (c,) if isinstance(c, int | str) else c:
+            if isinstance(i, str):
+                if not outputs or i not in outputs:
+                    raise ValueError(
+                        f"Observations.component={i!r} is not a declared output name "
+                        f"(outputs={outputs}); declare outputs=(...) on the problem or loss"
+                    )
+                i = outputs.index(i)
+            out.append(i)
+        return tuple(out)

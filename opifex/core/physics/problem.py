@@ -22,14 +22,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from opifex.core.conditions import InitialCondition, PeriodicBC
-from opifex.core.physics.losses import ConditionSet, PhysicsInformedLoss, PhysicsLossConfig
+from opifex.core.conditions import InitialCondition, PeriodicBC, resolve_component
+from opifex.core.physics.losses import (
+    ConditionSet,
+    PhysicsInformedLoss,
+    PhysicsLossConfig,
+    check_names,
+)
 from opifex.geometry import METHODS, Box, TimeDomain
 
 
@@ -47,6 +52,11 @@ class PhysicsProblem:
         sampling: ``uniform``, ``lhs``, ``sobol`` or ``halton``.
         seed: sampling seed.
         loss_config: term weights and adaptive weighting.
+        equations: for a system, the names of the residual's equations (or ``{name:
+            weight}``): one loss term ``physics_<name>`` each (see
+            :class:`~opifex.core.physics.losses.PhysicsInformedLoss`).
+        outputs: names of the model's outputs, so that a condition can say
+            ``component="u"``.
     """
 
     domain: Any
@@ -57,8 +67,12 @@ class PhysicsProblem:
     sampling: str = "sobol"
     seed: int = 0
     loss_config: PhysicsLossConfig | None = None
+    equations: Sequence[str] | Mapping[str, float] | None = None
+    outputs: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
+        self.outputs = check_names("PhysicsProblem.outputs", self.outputs)
+        self.conditions = tuple(resolve_component(c, self.outputs) for c in self.conditions)
         if self.sampling not in METHODS:
             raise ValueError(f"PhysicsProblem.sampling: {self.sampling!r} is not one of {METHODS}")
         for c in self.conditions:
@@ -79,7 +93,11 @@ class PhysicsProblem:
     @property
     def loss(self) -> PhysicsInformedLoss:
         return PhysicsInformedLoss(
-            self.pde_residual, self.loss_config, boundary_conditions=self.conditions
+            self.pde_residual,
+            self.loss_config,
+            boundary_conditions=self.conditions,
+            equations=self.equations,
+            outputs=self.outputs,
         )
 
     def sample(self) -> tuple[jnp.ndarray, list[ConditionSet]]:

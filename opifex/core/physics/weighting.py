@@ -100,7 +100,8 @@ class GradNormBalancing(WeightingRule):
 
 @dataclasses.dataclass(frozen=True)
 class LearningRateAnnealing(WeightingRule):
-    """Wang, Teng & Perdikaris (2021), Algorithm 1, with ``reference`` the residual term.
+    """Wang, Teng & Perdikaris (2021), Algorithm 1, with ``reference`` the residual term
+    (for a system with named equations, the ``physics_<equation>`` terms together).
 
     ``lambda_hat_i = max|grad L_ref| / mean|grad L_i|`` for every other term ``i``;
     ``lambda_i <- momentum * lambda_i + (1 - momentum) * lambda_hat_i``. The reference term
@@ -113,16 +114,19 @@ class LearningRateAnnealing(WeightingRule):
     needs_grads: bool = dataclasses.field(default=True, init=False)
 
     def update(self, state, values, grads, key):
-        if self.reference not in grads:
+        refs = [self.reference] if self.reference in grads else []
+        if not refs and self.reference == "physics":  # a system: every equation's term
+            refs = [k for k in grads if k.startswith("physics_")]
+        if not refs:
             raise ValueError(
                 f"LearningRateAnnealing: no {self.reference!r} term to balance against"
             )
         gmax = jnp.max(
-            jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(grads[self.reference])])
+            jnp.stack([jnp.max(jnp.abs(x)) for r in refs for x in jax.tree.leaves(grads[r])])
         )
         out = {}
         for k, w in state["weights"].items():
-            if k == self.reference:
+            if k in refs:
                 out[k] = w
                 continue
             leaves = jax.tree.leaves(grads[k])
