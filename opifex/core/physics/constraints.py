@@ -21,8 +21,10 @@ output becomes ``u = g + D * (c(x) + (t - t0) * N)`` with ``c = (h - g_t) / D_t`
 ``(x, t0)``. ``D`` vanishes at ``t0``, so the value is still ``g``, and ``u_t(x, t0) =
 g_t + D_t * c = h`` exactly wherever ``D_t(x, t0) > 0`` (everywhere off the spatial
 boundary, where ``D_t = 1`` for the distance ``t - t0``); the extra ``t - t0`` makes the
-network's own contribution to the rate vanish at ``t0``. Where two pieces meet (corners) both weights are undefined;
-the values there are those of the limit along the boundary only when the conditions agree.
+network's own contribution to the rate vanish at ``t0``.
+
+Where two pieces meet (corners) both weights are undefined; the values there are those of
+the limit along the boundary only when the conditions agree.
 """
 
 from __future__ import annotations
