@@ -289,6 +289,8 @@ def run(cfg: dict, run_dir: str | None = None) -> dict:
 
 def train_built(parts: dict, cfg: dict) -> dict:
     """Run what :func:`build` assembled; write ``train_config.yaml`` and ``result.json``."""
+    from opifex.training.utils import count_parameters
+
     trainer = parts["trainer"]
     t0 = time.perf_counter()
     model, history = trainer.train(**parts["train_kwargs"])
@@ -297,6 +299,7 @@ def train_built(parts: dict, cfg: dict) -> dict:
         "description": parts["description"],
         "seconds": seconds,
         "epochs": len(history["train_loss"]),
+        "parameters": count_parameters(model),
         "final_train_loss": float(history["train_loss"][-1]),
         **parts["score"](model),
     }
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = ", ".join(
         f"{k} {v:.3e}" for k, v in result.items() if k in ("relative_l2", "mean_relative_l2")
     )
-    print(f"opifex train: {result['description']}")
+    print(f"opifex train: {result['description']} ({result['parameters']:,} parameters)")
     print(f"  {result['epochs']} epochs in {result['seconds']:.1f} s; {metrics}")
     print(f"  run directory: {os.path.abspath(result['run_dir'])}")
     return 0

@@ -26,6 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from opifex.core.config_base import check_bool_fields
+
 Value = float | Callable[..., Any]
 
 
@@ -178,6 +180,7 @@ class PeriodicBC:
 
     def __post_init__(self):
         _check_boundary("PeriodicBC", self.boundary)
+        check_bool_fields(self)
         _check_component("PeriodicBC", self.component)
         _check_boundary("PeriodicBC", self.partner)
         if self.boundary == self.partner:
@@ -203,6 +206,7 @@ class InitialCondition:
 
     def __post_init__(self):
         _check_value("InitialCondition", self.value)
+        check_bool_fields(self)
         _check_component("InitialCondition", self.component)
 
     def residual(self, u_fn, point, normal, space_dims):

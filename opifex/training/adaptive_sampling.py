@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from opifex.core.training._config_base import _check_float, _check_int, _ConfigBase, _fail
+from opifex.core.config_base import _check_float, _check_int, _ConfigBase, _fail
 from opifex.core.training.components import TrainingComponentBase
 from opifex.geometry import Box, TimeDomain
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import optax
 
-from opifex.core.training._config_base import dict_config
+from opifex.core.config_base import dict_config
 from opifex.core.training.callbacks import CSVLogger as CSVLogger
 from opifex.core.training.callbacks import EarlyStopping as EarlyStopping
 from opifex.core.training.callbacks import JSONLLogger as JSONLLogger

@@ -42,8 +42,9 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from opifex.core.training._config_base import dict_config
+from opifex.core.config_base import dict_config
 from opifex.core.training.components import TrainingComponentBase, check_frequency
+from opifex.core.training.model_utils import leaf_path, nonfinite_leaves
 
 logger = logging.getLogger("opifex")
 
@@ -368,15 +369,14 @@ def reinitialize_nonfinite(state: Any, key: jax.Array) -> tuple[Any, list[str]]:
     dimension), vectors and scalars by zeros. Non-finite entries of the optimizer state and
     of the model's other variables are set to zero.
     """
-    fixed: list[str] = []
+    fixed = nonfinite_leaves(state.params)
     flat, treedef = jax.tree_util.tree_flatten_with_path(state.params)
     keys = jr.split(key, max(len(flat), 1))
     new_leaves = []
     for (path, leaf), k in zip(flat, keys, strict=False):
-        if bool(jnp.all(jnp.isfinite(leaf))):
+        if leaf_path(path) not in fixed:
             new_leaves.append(leaf)
             continue
-        fixed.append(jax.tree_util.keystr(path))
         if leaf.ndim >= 2:
             fan_in = int(np.prod(leaf.shape[:-1]))
             new_leaves.append(jr.normal(k, leaf.shape, leaf.dtype) / math.sqrt(fan_in))

@@ -36,14 +36,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from opifex.core.conditions import InitialCondition, PeriodicBC, resolve_component
-from opifex.core.physics.weighting import WEIGHTING_RULES, WeightingRule
-from opifex.core.training._config_base import (
+from opifex.core.config_base import (
     _check_choice,
     _check_float,
     _check_int,
     _ConfigBase,
     _fail,
 )
+from opifex.core.physics.weighting import WEIGHTING_RULES, WeightingRule
 from opifex.core.training.losses import get_loss
 
 

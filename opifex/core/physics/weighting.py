@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from opifex.core.config_base import _check_float, _check_int, check_bool_fields
+
 Weights = dict[str, jax.Array]
 
 
@@ -53,6 +55,24 @@ class WeightingRule(abc.ABC):
     every: int = 1
     needs_grads: bool = False
     needs_ntk: bool = False
+
+    #: fields checked to lie in the closed unit interval (a running average's factor)
+    _unit_fields = ("momentum", "alpha", "expected_rho")
+    #: fields checked to be finite and positive
+    _positive_fields = ("temperature",)
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_bool_fields(self)
+        _check_int(owner, "every", self.every, 1)
+        for name in self._unit_fields:
+            if hasattr(self, name):
+                _check_float(owner, name, getattr(self, name), low=0.0, high=1.0)
+        for name in self._positive_fields:
+            if hasattr(self, name):
+                _check_float(owner, name, getattr(self, name), low=0.0, low_open=True)
+        if hasattr(self, "beta"):
+            _check_float(owner, "beta", self.beta)
 
     def init(self, weights: dict[str, float]) -> dict[str, Any]:
         """Initial rule state from the configured (fixed) weights."""

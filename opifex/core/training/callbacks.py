@@ -3,9 +3,9 @@
 All of them are :class:`~opifex.core.training.components.TrainingComponentBase` s and work
 with every trainer (``Trainer(model, config, callbacks=[...])``, ``BasicTrainer``,
 ``ModularTrainer``). The trainer itself builds some of them from its config: a
-:class:`ProgressBar` when ``verbose`` (on a terminal), a :class:`JSONLLogger` writing
-``<run_dir>/metrics.jsonl`` when ``run_dir`` is set, and a :class:`LoggingCallback` from
-``TrainingConfig.logging_config``.
+:class:`ProgressBar` when ``verbose`` on a terminal (elsewhere :class:`ProgressLines`), a
+:class:`JSONLLogger` writing ``<run_dir>/metrics.jsonl`` when ``run_dir`` is set, and a
+:class:`LoggingCallback` from ``TrainingConfig.logging_config``.
 
 Monitored quantities are history series: ``"val_loss"`` (or any ``val_*`` metric) at the
 validation epochs, ``"train_loss"``, ``"grad_norm"``, ... at every epoch.
@@ -346,6 +346,51 @@ class ProgressBar(TrainingComponentBase):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class ProgressLines(TrainingComponentBase):
+    """One plain line per validation period (``verbose`` where the output is not a
+    terminal: a CI log, a notebook, a file), written with :func:`console_line`.
+
+    A line is written at every validation epoch; a run without validation writes one at
+    each tenth of the run. The last epoch always gets one. Each line shows the epoch, the
+    training loss, the validation loss if measured, and the throughput::
+
+        epoch 600/3000  train_loss 1.234e-03  val_loss 2.345e-03  steps/s 4512
+
+    Args:
+        lines: lines for a run without validation (default 10).
+    """
+
+    observer = True
+
+    def __init__(self, lines: int = 10):
+        self.frequency = None
+        self.lines = _check_count("ProgressLines", "lines", lines)
+        self._next = 0
+        self._total = 0
+
+    def initialize(self, *, epoch: int, total_epochs: int, **ctx: Any) -> None:
+        self._total = total_epochs
+        self._next = self._after(epoch)
+
+    def _after(self, epoch: int) -> int:
+        step = max(1, math.ceil(self._total / self.lines))
+        return (epoch // step + 1) * step
+
+    def update(self, *, epoch: int, metrics, val_metrics=None, timing=None, **ctx) -> None:
+        if not (val_metrics or epoch >= self._next or epoch == self._total):
+            return
+        if epoch >= self._next:
+            self._next = self._after(epoch)
+        parts = [f"epoch {epoch}/{self._total}"]
+        if "train_loss" in metrics:
+            parts.append(f"train_loss {metrics['train_loss']:.3e}")
+        if val_metrics and "val_loss" in val_metrics:
+            parts.append(f"val_loss {val_metrics['val_loss']:.3e}")
+        if timing and timing.get("steps_per_second"):
+            parts.append(f"steps/s {timing['steps_per_second']:.0f}")
+        console_line("  ".join(parts))
 
 
 class _FileLogger(TrainingComponentBase):

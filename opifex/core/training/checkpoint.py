@@ -19,6 +19,9 @@ from typing import Any
 import jax
 import jax.random as jr
 import orbax.checkpoint as ocp
+from etils import epath
+
+from opifex.core.training.model_utils import check_compatible
 
 PyTree = Any
 _DICT_FIELDS = ("loss_weights", "sampler")
@@ -159,6 +162,19 @@ class CheckpointStore:
         if callable(like_state):
             like_state = like_state(epoch)
         like_core = like_state.replace(**{k: {} for k in _DICT_FIELDS})
+        # shapes first, from the stored metadata: a model of another size gets an error
+        # naming the tensors, not orbax's "requested shape not compatible"
+        stored = ocp.PyTreeCheckpointHandler().metadata(
+            epath.Path(mgr.directory) / str(epoch) / "state"
+        )
+        for field in ("params", "model_state"):
+            check_compatible(
+                f"checkpoint {mgr.directory} epoch {epoch}: {field}",
+                getattr(like_core, field),
+                stored[field] if field in stored else {},
+                expected_is="in this model",
+                got_is="in the checkpoint",
+            )
         target = None if shardings is None else shardings(like_core)
         items = {"state": ocp.args.StandardRestore(_abstract(like_core, target))}
         if meta.get("has_best_params") and like_params is not None:

@@ -19,14 +19,14 @@ import dataclasses
 import os
 from typing import Any, ClassVar
 
-from opifex.core.training import physics_configs as _pc
-from opifex.core.training._config_base import (
+from opifex.core.config_base import (
     _check_choice,
     _check_float,
     _check_int,
     _ConfigBase,
     _fail,
 )
+from opifex.core.training import physics_configs as _pc
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "adafactor", "lbfgs")
 SCHEDULES = ("constant", "cosine", "exponential", "linear", "step", "multistep")
@@ -72,6 +72,22 @@ def _refuse_unread(cls: str, obj: Any, kind: str, chosen: str, reads: dict) -> N
             )
 
 
+#: the largest base learning rate accepted: beyond it float32 updates overflow or diverge at
+#: the first step for any network (a loss that needs more is better rescaled)
+MAX_LEARNING_RATE = 1e3
+
+
+def _check_learning_rate(owner: str, value: float) -> None:
+    _check_float(owner, "learning_rate", value, low=0.0, low_open=True)
+    if value > MAX_LEARNING_RATE:
+        _fail(
+            owner,
+            "learning_rate",
+            f"{value!r} is above {MAX_LEARNING_RATE:g}: the first update would overflow or "
+            "diverge; use a rate below it (1e-3 is the usual Adam rate) or rescale the loss",
+        )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OptimizerConfig(_ConfigBase):
     """How gradients become updates. The base learning rate is ``TrainingConfig.learning_rate``.
@@ -82,6 +98,8 @@ class OptimizerConfig(_ConfigBase):
             multistep``. The schedule *is* the optimizer's learning rate (never a gradient
             pre-scale, which Adam would normalise away).
         warmup_steps: linear warm-up from 0 to the base rate before the schedule starts.
+            Settings the run is too short to reach (a warm-up, ``step_size`` or milestone
+            at or beyond its last optimizer step) are refused when training starts.
         decay_steps: length of the decay after warm-up; ``None`` means the rest of the run.
         cosine_alpha: final rate of ``cosine`` as a fraction of the base rate.
         decay_rate: ``exponential``: the rate is multiplied by this every ``decay_steps``.
@@ -92,7 +110,7 @@ class OptimizerConfig(_ConfigBase):
         weight_decay: decoupled for adamw, lion and adafactor; added to the gradient (L2) for
             the others.
         momentum, nesterov: SGD and RMSprop momentum.
-        b1, b2, eps: Adam-family moments and epsilon.
+        b1, b2, eps: Adam-family moments (each in ``[0, 1)``) and epsilon.
         clip_norm: clip gradients by global norm before the optimizer.
         clip_value: clip each gradient entry to ``[-clip_value, clip_value]``.
         gradient_accumulation_steps: average gradients over this many minibatches before one
@@ -153,8 +171,9 @@ class OptimizerConfig(_ConfigBase):
             _fail(c, "milestones", "is required when schedule='multistep' (e.g. (1000, 2000))")
         _check_float(c, "weight_decay", self.weight_decay, low=0.0)
         _check_float(c, "momentum", self.momentum, low=0.0, high=1.0)
-        _check_float(c, "b1", self.b1, low=0.0, high=1.0)
-        _check_float(c, "b2", self.b2, low=0.0, high=1.0)
+        # Adam's bias correction divides by 1 - b^t: b = 1 is a division by zero
+        _check_float(c, "b1", self.b1, low=0.0, high=1.0, high_open=True)
+        _check_float(c, "b2", self.b2, low=0.0, high=1.0, high_open=True)
         _check_float(c, "eps", self.eps, low=0.0, low_open=True)
         _check_float(c, "clip_norm", self.clip_norm, low=0.0, low_open=True, optional=True)
         _check_float(c, "clip_value", self.clip_value, low=0.0, low_open=True, optional=True)
@@ -260,7 +279,7 @@ class OptimizerStage(_ConfigBase):
 
     def __post_init__(self) -> None:
         _check_int("OptimizerStage", "num_epochs", self.num_epochs, 1)
-        _check_float("OptimizerStage", "learning_rate", self.learning_rate, low=0.0, low_open=True)
+        _check_learning_rate("OptimizerStage", self.learning_rate)
         if not isinstance(self.optimizer, OptimizerConfig):
             _fail("OptimizerStage", "optimizer", "must be an OptimizerConfig")
 
@@ -394,7 +413,9 @@ class TrainingConfig(_ConfigBase):
             500 optimizer steps apart (with early stopping at least every ``patience``
             epochs), so that validation data do not cut the compiled chunks short.
         checkpoint_frequency: write a checkpoint every this many epochs (``None``: only the
-            final one, if checkpointing is configured).
+            final one, if checkpointing is configured). Set with no directory (neither
+            ``run_dir`` nor ``checkpoint.directory``), training warns that nothing is
+            written: the config stays valid, e.g. for a later run with a directory.
         early_stopping: stop when the validation loss has not improved by more than
             ``min_delta`` for ``patience`` epochs (checked at validation epochs). Without
             validation data the training loss is monitored.
@@ -406,7 +427,8 @@ class TrainingConfig(_ConfigBase):
         log_frequency: refresh the progress bar / JSONL log (and call components that
             have no frequency of their own) every this many epochs (``None``: about every
             1% of the run, but at least 100 optimizer steps apart).
-        verbose: show a progress bar (only when the output is a terminal).
+        verbose: show progress: a bar on a terminal, elsewhere (a CI log, a notebook)
+            one line per validation period, or per tenth of a run without validation.
         run_dir: directory for the JSONL metrics log and, by default, checkpoints.
         stages: further :class:`OptimizerStage` s after the first ``num_epochs`` epochs
             (e.g. ``(OptimizerStage(num_epochs=500),)`` for L-BFGS after Adam).
@@ -483,7 +505,7 @@ class TrainingConfig(_ConfigBase):
         c = "TrainingConfig"
         _check_int(c, "num_epochs", self.num_epochs, 1)
         _check_int(c, "batch_size", self.batch_size, 1, optional=True)
-        _check_float(c, "learning_rate", self.learning_rate, low=0.0, low_open=True)
+        _check_learning_rate(c, self.learning_rate)
         _check_int(c, "validation_frequency", self.validation_frequency, 1, optional=True)
         _check_int(c, "checkpoint_frequency", self.checkpoint_frequency, 1, optional=True)
         _check_int(c, "patience", self.patience, 1, optional=True)

@@ -41,6 +41,7 @@ import optax
 from flax import nnx, struct
 
 from opifex.core.physics.weighting import ntk_trace_estimates
+from opifex.core.training.model_utils import split_model, tree_all_finite
 from opifex.core.training.optimizers import current_learning_rate, reset_curvature_memory
 from opifex.core.training.precision import init_loss_scale, update_loss_scale
 
@@ -104,10 +105,6 @@ def copy_tree(tree: PyTree) -> PyTree:
 def pure(tree: PyTree) -> PyTree:
     """``nnx.State`` -> nested dict of arrays (cheap to flatten at every dispatch)."""
     return nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree
-
-
-def _all_finite(*xs: jax.Array) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
 
 
 def _promoted(terms: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -379,7 +376,7 @@ class Engine:
                 return (loss if scale is None else loss * scale), (loss, terms, metrics)
 
             (_, (loss, terms, metrics)), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
-            new_ms = pure(nnx.split(model, nnx.Param, ...)[2])
+            new_ms = pure(split_model(model)[2])
             grads = pure(grads)
             if scale is not None:
                 grads = jax.tree.map(lambda g: g / scale.astype(g.dtype), grads)
@@ -448,7 +445,7 @@ class Engine:
         def reuse(_):
             model = nnx.merge(self.compute_graphdef, state.params, state.model_state)
             terms, metrics = self.objective(model, batch, weights, whole, key)
-            new_ms = pure(nnx.split(model, nnx.Param, ...)[2])
+            new_ms = pure(split_model(model)[2])
             grads = jax.tree.map(lambda g, p: g.astype(p.dtype), stored, state.params)
             return value.astype(jnp.float32), _promoted(terms), metrics, grads, new_ms
 
@@ -481,7 +478,7 @@ class Engine:
         updates, new_opt = self.tx.update(grads, state.opt_state, state.params, **extra)
         new_params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
-        ok = _all_finite(loss, grad_norm, optax.tree.norm(updates))
+        ok = tree_all_finite((loss, grad_norm, optax.tree.norm(updates)))
         # a float16 overflow of the scaled gradients (finite loss): skipped, and the scale
         # backs off; anything else non-finite counts as a numerical failure
         overflow = jnp.isfinite(loss) & ~jnp.isfinite(grad_norm) & bool(state.loss_scale)

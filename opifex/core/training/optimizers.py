@@ -21,6 +21,32 @@ from opifex.core.training.config import OptimizerConfig
 Schedule = Callable[[jax.Array], jax.Array]
 
 
+def _check_against_run(cfg: OptimizerConfig, total_steps: int) -> None:
+    """Refuse schedule settings that the run is too short to reach: they would be ignored."""
+    hint = f"the run has {total_steps} optimizer steps (epochs x steps per epoch"
+    hint += (
+        ", divided by gradient_accumulation_steps)" if cfg.gradient_accumulation_steps > 1 else ")"
+    )
+    if cfg.warmup_steps >= total_steps:
+        raise ValueError(
+            f"OptimizerConfig.warmup_steps={cfg.warmup_steps} is not shorter than the run: "
+            f"{hint}, so the learning rate would never reach its peak; use fewer warmup "
+            "steps (a few percent of the run is usual) or more epochs"
+        )
+    main = total_steps - cfg.warmup_steps  # step and multistep count after the warm-up
+    if cfg.schedule == "step" and cfg.step_size >= main:
+        raise ValueError(
+            f"OptimizerConfig.step_size={cfg.step_size} is not shorter than the run: {hint}, "
+            "so the rate would never decay; use a smaller step_size or schedule='constant'"
+        )
+    late = [m for m in cfg.milestones if m >= main]
+    if cfg.schedule == "multistep" and late:
+        raise ValueError(
+            f"OptimizerConfig.milestones {late} lie at or beyond the end of the run: {hint}, "
+            "so they would never apply; drop them or train longer"
+        )
+
+
 def build_schedule(cfg: OptimizerConfig, learning_rate: float, total_steps: int) -> Schedule:
     """Learning rate as a function of the optimizer step count.
 
@@ -33,6 +59,7 @@ def build_schedule(cfg: OptimizerConfig, learning_rate: float, total_steps: int)
     Returns:
         An optax schedule ``step -> learning rate``.
     """
+    _check_against_run(cfg, total_steps)
     lr = float(learning_rate)
     decay = cfg.decay_steps or max(total_steps - cfg.warmup_steps, 1)
     kind = cfg.schedule

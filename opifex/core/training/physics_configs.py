@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opifex.core.training._config_base import (
+from opifex.core.config_base import (
     _check_choice,
     _check_float,
     _check_int,
@@ -198,11 +198,17 @@ class ConservationConfig(_ConfigBase):
 class MultiScaleConfig(_ConfigBase):
     """Training on data at several scales (resolutions or fidelities).
 
-    ``train_data`` (and ``val_data``) is then a mapping ``{scale: (x, y)}`` with one entry
-    per name in ``scales``. Each scale's data loss is a term ``data_<scale>`` with weight
-    ``weights[scale]`` (default ``1 / len(scales)``), reported separately. The scale with
-    the most samples sets the epoch; every step also draws ``min(batch_size, n_s)``
-    samples of each other scale (all of them when ``batch_size`` is ``None``).
+    ``train_data`` is then a mapping ``{scale: (x, y)}`` with one entry per name in
+    ``scales``, or one ``(x, y)`` pair for the finest scale (the last name), from which the
+    coarser scales are made: by ``restriction`` when it is a callable, by halving every grid
+    axis of grid data ``(n, *grid, C)`` (block means, or every second point with
+    ``"subsample"``), and for vector data ``(n, d)`` every scale sees the same pairs.
+    ``val_data`` may be such a mapping (metrics per scale) or one pair.
+
+    Each scale's data loss is a term ``data_<scale>`` with weight ``weights[scale]``
+    (default ``1 / len(scales)``), reported separately. The scale with the most samples
+    sets the epoch; every step also draws ``min(batch_size, n_s)`` samples of each other
+    scale (all of them when ``batch_size`` is ``None``).
 
     Attributes:
         scales: scale names.
@@ -215,7 +221,7 @@ class MultiScaleConfig(_ConfigBase):
         restriction: ``"average"`` (block means over grid axes) or ``"subsample"`` (every
             ``s``-th grid point), for grid data ``(n, *grid, C)`` whose grids differ by
             integer factors; or a callable ``(x_fine, u_fine) -> (x_coarse, u_coarse)`` for
-            any data.
+            any data. Also how one ``(x, y)`` pair is split into the scales (above).
     """
 
     scales: tuple[str, ...] = ("coarse", "fine")
@@ -240,8 +246,8 @@ class MultiScaleConfig(_ConfigBase):
         _check_float(c, "coupling_weight", self.coupling_weight, low=0.0)
         if not callable(self.restriction):
             _check_choice(c, "restriction", self.restriction, ("average", "subsample"))
-        if not self.coupling and (self.coupling_weight != 1.0 or self.restriction != "average"):
-            _fail(c, "coupling", "coupling_weight/restriction are set but coupling=False")
+        if not self.coupling and self.coupling_weight != 1.0:
+            _fail(c, "coupling", "coupling_weight is set but coupling=False")
 
     def weight(self, scale: str) -> float:
         if self.weights is None:

@@ -230,6 +230,44 @@ class MultiScale:
             raise ValueError(f"{name}: empty mapping; give (x, y) for at least one scale")
         return data
 
+    def split(
+        self, name: str, x: jax.Array, y: jax.Array
+    ) -> dict[str, tuple[jax.Array, jax.Array]]:
+        """One ``(x, y)`` pair as data for every scale; the last name of ``scales`` is the
+        finest and gets the pair as given.
+
+        - With a callable ``restriction``, each coarser scale is the restriction of the
+          next finer one: ``(x_c, y_c) = restriction(x_f, y_f)``.
+        - Grid data ``(n, *grid, C)`` otherwise makes a pyramid: each coarser scale halves
+          every grid axis, by block means (``restriction="average"``) or every second
+          point (``"subsample"``).
+        - Vector data ``(n, d)`` has no coarser version of its own: every scale sees the
+          same pairs, so each term ``data_<scale>`` is the same loss with its scale's weight.
+        """
+        scales = self.config.scales
+        how = self.config.restriction
+        out = {scales[-1]: (x, y)}
+        for coarse in reversed(scales[:-1]):
+            xf, yf = x, y
+            if callable(how):
+                x, y = how(xf, yf)
+                x, y = jnp.asarray(x), jnp.asarray(y)
+            elif xf.ndim >= 3:
+                grid = xf.shape[1:-1]
+                if any(g % 2 for g in grid) or yf.shape[1:-1] != grid:
+                    raise ValueError(
+                        f"{name}: a single (x, y) pair on the grid {tuple(grid)} (targets "
+                        f"{tuple(yf.shape[1:-1])}) cannot be halved for scale {coarse!r}; "
+                        "MultiScaleConfig makes each coarser scale by halving every grid axis, "
+                        "so give grids divisible by 2**(len(scales) - 1), a dict "
+                        "{scale: (x, y)}, or restriction=callable"
+                    )
+                f = (2,) * len(grid)
+                h = how if how in ("average", "subsample") else "average"
+                x, y = restrict_grid(xf, f, h), restrict_grid(yf, f, h)
+            out[coarse] = (x, y)
+        return {s: out[s] for s in scales}
+
     def bind(self, data: Mapping[str, tuple[jax.Array, jax.Array]]) -> None:
         """Choose the primary scale and the coupled pairs for the training data."""
         sizes = {s: data[s][0].shape[0] for s in self.config.scales}

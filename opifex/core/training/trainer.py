@@ -39,7 +39,13 @@ from flax import nnx
 
 from opifex.core.physics.parameters import parameter_labels
 from opifex.core.training import precision as _precision
-from opifex.core.training.callbacks import JSONLLogger, LoggingCallback, PlateauTracker, ProgressBar
+from opifex.core.training.callbacks import (
+    JSONLLogger,
+    LoggingCallback,
+    PlateauTracker,
+    ProgressBar,
+    ProgressLines,
+)
 from opifex.core.training.checkpoint import CheckpointStore
 from opifex.core.training.components import TrainingComponentBase, TrainingControl
 from opifex.core.training.config import TrainingConfig
@@ -49,6 +55,7 @@ from opifex.core.training.engine import Engine, TrainState, copy_tree, pure
 from opifex.core.training.history import History
 from opifex.core.training.losses import LOSS_FUNCTIONS, get_loss
 from opifex.core.training.metrics import AdvancedMetricsCollector, prediction_metrics
+from opifex.core.training.model_utils import batched_apply, check_finite, split_model
 from opifex.core.training.optimizers import (
     build_optimizer,
     current_learning_rate,
@@ -75,7 +82,7 @@ MIN_STEPS_PER_VALIDATION = 500
 
 def _update_model(model: nnx.Module, params: PyTree, model_state: PyTree) -> None:
     """Write (pure-dict) params and variables into the user's model, as fresh buffers."""
-    _, p_tmpl, s_tmpl = nnx.split(model, nnx.Param, ...)
+    _, p_tmpl, s_tmpl = split_model(model)
     nnx.replace_by_pure_dict(p_tmpl, _copy(pure(params)))
     nnx.replace_by_pure_dict(s_tmpl, _copy(pure(model_state)))
     nnx.update(model, p_tmpl, s_tmpl)
@@ -124,18 +131,6 @@ def eval_graphdef(model: nnx.Module) -> Any:
     return nnx.graphdef(view)
 
 
-def batched_apply(model: nnx.Module, x: jax.Array, batch_size: int | None) -> jax.Array:
-    """``model(x)`` evaluated in batches of ``batch_size`` (``lax.map``), for memory."""
-    n = x.shape[0]
-    if batch_size is None or batch_size >= n:
-        return model(x)
-    nb = math.ceil(n / batch_size)
-    pad = nb * batch_size - n
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-    out = jax.lax.map(model, xp.reshape(nb, batch_size, *x.shape[1:]))
-    return out.reshape(nb * batch_size, *out.shape[2:])[:n]
-
-
 class SupervisedTask:
     """What :class:`Trainer` optimises: a data loss between ``model(x)`` and ``y``.
 
@@ -168,10 +163,13 @@ class SupervisedTask:
         if self.multiscale is None:
             return self.prepare(name, data), None
         ms = self.multiscale
-        pairs = {
-            s: self.prepare(f"{name}[{s!r}]", d)
-            for s, d in ms.check_mapping(name, data, complete=True).items()
-        }
+        if isinstance(data, tuple | list):  # one (x, y) pair: split into the scales
+            pairs = ms.split(name, *self.prepare(name, data))
+        else:
+            pairs = {
+                s: self.prepare(f"{name}[{s!r}]", d)
+                for s, d in ms.check_mapping(name, data, complete=True).items()
+            }
         ms.bind(pairs)
         others = {s: pairs[s] for s in ms.config.scales if s != ms.primary}
         return pairs[ms.primary], {"scales": others}
@@ -358,8 +356,9 @@ class Trainer:
     Args:
         model: any ``flax.nnx.Module``.
         config: the run's configuration (default ``TrainingConfig()``).
-        rngs: optional ``nnx.Rngs``; if given, the run's key comes from it, otherwise from
-            ``config.seed``.
+        rngs: optional ``nnx.Rngs``; if given, the run's key (shuffling, resampling,
+            stochastic components) is drawn from its default stream, otherwise it is
+            ``jax.random.key(config.seed)``. The object is kept as ``trainer.rngs``.
         callbacks: :class:`~opifex.core.training.components.TrainingComponentBase` s to run
             (early stopping, checkpoints, loggers, your own components).
         meta_optimizer: an :class:`opifex.optimization.MetaOptimizer`: its update rule
@@ -368,6 +367,7 @@ class Trainer:
             initialisation, if it has one, is loaded into ``model`` here.
 
     Attributes:
+        rngs: the ``nnx.Rngs`` given (``None`` if none was).
         history: the :class:`History` of the current run.
         components: every component the run uses: those built from the config (progress
             bar, JSONL log, logging backends, metrics collector), then ``callbacks``.
@@ -408,11 +408,14 @@ class Trainer:
         self.task = self._make_task()
         if self._task_fixed:  # no later set_physics_loss can change what is trained
             refuse_unhonoured(self.task.label, config, self.task.honoured_configs)
+        if rngs is not None and not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"rngs must be a flax.nnx.Rngs (or None), got {type(rngs).__name__}")
+        self.rngs = rngs
         self._key = jr.key(config.seed) if rngs is None else rngs()
         if config.precision.compute_dtype == "float64":
             _precision.to_float64(model)  # the model itself becomes a float64 model
         self.model = model
-        self._graphdef, _, _ = nnx.split(model, nnx.Param, ...)
+        self._graphdef, _, _ = split_model(model)
         #: the model's graph computing in the low-precision dtype (``None``: as built)
         self._compute_graphdef = _precision.compute_graphdef(model, config.precision)
         #: the device mesh of a distributed run (``None``: one device)
@@ -451,6 +454,8 @@ class Trainer:
         # these only read the history, so they ride on the run's boundaries
         if cfg.verbose and sys.stderr.isatty():
             out.append(ProgressBar(frequency=cfg.log_frequency))
+        elif cfg.verbose:  # a CI log or a notebook: a line per validation period
+            out.append(ProgressLines())
         if cfg.run_dir is not None:
             path = os.path.join(cfg.run_dir, "metrics.jsonl")
             out.append(JSONLLogger(path, cfg.log_frequency, append=True))
@@ -621,7 +626,7 @@ class Trainer:
         return self._engines[stage]
 
     def _new_state(self, engine: Engine) -> TrainState:
-        _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+        _, params, model_state = split_model(self.model)
         return engine.init_state(params, model_state, self._key)
 
     def _checkpoint_store(self) -> CheckpointStore | None:
@@ -659,6 +664,14 @@ class Trainer:
     def _train(self, val_data: Any, *prepare_args: Any, **prepare_kwargs: Any):
         cfg = self.config
         refuse_unhonoured(self.task.label, cfg, self.task.honoured_configs)
+        if cfg.checkpoint_frequency is not None and cfg.checkpoint_directory is None:
+            warnings.warn(
+                f"TrainingConfig.checkpoint_frequency={cfg.checkpoint_frequency} is set but no "
+                "checkpoint directory is: nothing will be written; set run_dir=... or "
+                "checkpoint=CheckpointConfig(directory=...) to save checkpoints",
+                UserWarning,
+                stacklevel=3,
+            )
         batched, whole = self.task.prepare_train(*prepare_args, **prepare_kwargs)
         val = None if val_data is None else self.task.prepare_eval("val_data", val_data)
         if cfg.precision.compute_dtype == "float64":
@@ -686,7 +699,16 @@ class Trainer:
                 "the micro-batch (batch / TrainingConfig.micro_batches)",
                 (cfg.batch_size or n) // cfg.micro_batches,
             )
-        _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+        _, params, model_state = split_model(self.model)
+        fresh = (
+            self._state is None
+            or int(self._state.epoch) >= cfg.total_epochs
+            or self._host["stopped_early"]
+        )
+        # a run resumed from a checkpoint has its parameters in the state; a fresh one
+        # with NaN/Inf parameters would skip every step, unless error recovery re-draws them
+        if fresh and not any(getattr(c, "reinitialize_nonfinite", False) for c in self.components):
+            check_finite("the model's parameters", params)
         self.task.check(
             self._graphdef, params, model_state, batched, whole, val, cfg.batch_size or n
         )
@@ -704,11 +726,7 @@ class Trainer:
                 )
             n_engine, n_active = sampler.capacity(n), n
         engine = self._build_engine(n_engine, weights, n_active=n_active)
-        if (
-            self._state is None
-            or int(self._state.epoch) >= cfg.total_epochs
-            or self._host["stopped_early"]
-        ):
+        if fresh:
             self._state = self._new_state(engine)
             if self._initial_opt_state is not None:  # e.g. moments carried from a coarser level
                 self._state = self._state.replace(
@@ -766,7 +784,7 @@ class Trainer:
         """A snapshot of the run (copies of params and optimizer state)."""
         s = self._state
         if s is None:
-            _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+            _, params, model_state = split_model(self.model)
             return TrainingState(
                 params=_copy(params),
                 model_state=_copy(model_state),
@@ -831,7 +849,7 @@ class Trainer:
             best: load the best-by-validation checkpoint instead of a periodic one.
         """
         store = self._store_for(directory)
-        _, params, model_state = nnx.split(self.model, nnx.Param, ...)
+        _, params, model_state = split_model(self.model)
 
         def like(epoch: int) -> TrainState:
             tx, _ = self._make_tx(self._stage_of(epoch, finished=True), 1)

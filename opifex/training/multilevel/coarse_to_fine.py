@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from opifex.core.training._config_base import _check_choice, _check_int, _ConfigBase, _fail
+from opifex.core.config_base import _check_choice, _check_int, _ConfigBase, _fail
 from opifex.core.training.config import TrainingConfig
 from opifex.core.training.history import History
 from opifex.neural.base import StandardMLP

@@ -65,3 +65,12 @@ def test_bad_conditions():
         RobinBC("left", alpha=0.0, beta=0.0)
     with pytest.raises(ValueError, match="must differ"):
         PeriodicBC("left", "left")
+
+
+def test_condition_flags_must_be_bools():
+    from opifex.core.conditions import InitialCondition, PeriodicBC
+
+    with pytest.raises(ValueError, match="InitialCondition.derivative: must be True or False"):
+        InitialCondition(0.0, derivative="false")
+    with pytest.raises(ValueError, match="PeriodicBC.derivative: must be True or False"):
+        PeriodicBC("left", "right", derivative="no")

@@ -182,3 +182,21 @@ def test_relobralo_alpha_changes_its_weights():
 def test_weighting_settings_without_adaptive_weighting_are_refused(field):
     with pytest.raises(ValueError, match=f"PhysicsLossConfig.{field}.*adaptive_weighting=False"):
         PhysicsLossConfig(**{field: 5 if field == "weight_update_frequency" else 0.5})
+
+
+@pytest.mark.parametrize(
+    "rule, kwargs, message",
+    [
+        ("SoftAdapt", dict(every=0), "SoftAdapt.every: must be an integer >= 1"),
+        ("SoftAdapt", dict(normalized="no"), "SoftAdapt.normalized: must be True or False"),
+        ("SoftAdapt", dict(beta=float("nan")), "SoftAdapt.beta: must be a finite number"),
+        ("GradNormBalancing", dict(momentum=1.5), "GradNormBalancing.momentum: must be <= 1"),
+        ("ReLoBRaLo", dict(temperature=0.0), "ReLoBRaLo.temperature: must be > 0"),
+        ("ReLoBRaLo", dict(alpha=-0.1), "ReLoBRaLo.alpha: must be >= 0"),
+    ],
+)
+def test_weighting_rules_refuse_bad_settings(rule, kwargs, message):
+    import opifex.core.physics.weighting as w
+
+    with pytest.raises(ValueError, match=message):
+        getattr(w, rule)(**kwargs)

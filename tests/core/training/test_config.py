@@ -154,3 +154,53 @@ def test_checkpoint_directory_defaults_to_run_dir():
     assert TrainingConfig(run_dir="runs/a").checkpoint_directory.endswith("runs/a/checkpoints")
     cfg = TrainingConfig(run_dir="runs/a", checkpoint=CheckpointConfig(directory="ck"))
     assert cfg.checkpoint_directory == "ck"
+
+
+def _config_classes():
+    import opifex.core.physics.losses
+    import opifex.training.adaptive_sampling
+    import opifex.training.multilevel.multilevel_fno  # noqa: F401
+    from opifex.core.config_base import _ConfigBase
+
+    seen, todo = [], list(_ConfigBase.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(seen, key=lambda c: c.__name__)
+
+
+_REQUIRED = {"OptimizerStage": {"num_epochs": 10}}
+
+
+def _bool_cases():
+    for cls in _config_classes():
+        for f in dataclasses.fields(cls):
+            if f.type in ("bool", bool) and f.init:
+                yield pytest.param(cls, f.name, id=f"{cls.__name__}.{f.name}")
+
+
+@pytest.mark.parametrize("cls, field", list(_bool_cases()))
+@pytest.mark.parametrize("value", ["no", "false", 1])
+def test_every_bool_field_refuses_strings_and_numbers(cls, field, value):
+    # bool("no") is True: a string must never be read as the opposite of what it says
+    kwargs = dict(_REQUIRED.get(cls.__name__, {}))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}\.{field}: must be True or False"):
+        cls(**kwargs, **{field: value})
+
+
+def test_bool_case_list_covers_the_training_config():
+    names = {p.id for p in _bool_cases()}
+    assert {"TrainingConfig.early_stopping", "TrainingConfig.shuffle"} <= names
+    assert {
+        "TrainingConfig.verbose",
+        "CheckpointConfig.keep_best",
+        "PhysicsLossConfig.adaptive_weighting",
+    } <= names
+
+
+def test_numpy_bools_are_taken_as_python_bools():
+    import numpy as np
+
+    cfg = TrainingConfig(early_stopping=np.bool_(True), shuffle=np.array(False)[()])
+    assert cfg.early_stopping is True and cfg.shuffle is False

@@ -13,7 +13,7 @@ from opifex.core.training.physics_configs import (
     ConservationConfig,
     MultiScaleConfig,
 )
-from opifex.core.training.physics_terms import ConservationTerms, restrict_grid
+from opifex.core.training.physics_terms import ConservationTerms, MultiScale, restrict_grid
 from opifex.core.training.trainer import Trainer
 from opifex.geometry import ComplexDomain, Interval, TimeDomain
 from opifex.neural.base import StandardMLP
@@ -343,11 +343,71 @@ def test_multiscale_bad_mappings(quiet_config):
     with pytest.raises(ValueError, match=r"no data for the scale\(s\) \['fine'\]"):
         Trainer(Pointwise(), cfg).train({"coarse": good})
     with pytest.raises(TypeError, match="dict"):
-        Trainer(Pointwise(), cfg).train(good)
+        Trainer(Pointwise(), cfg).train(good[0])
+    with pytest.raises(ValueError, match=r"grid \(5,\).*cannot be halved for scale 'coarse'"):
+        Trainer(Pointwise(), cfg).train(_grid_data(8, 5, 0))
     with pytest.raises(TypeError, match="multiscale_config"):
         Trainer(Pointwise(), quiet_config(num_epochs=1)).train({"coarse": good})
     with pytest.raises(ValueError, match="coupling=False"):
         MultiScaleConfig(coupling_weight=2.0)
+
+
+def test_one_pair_of_grid_data_is_split_into_a_pyramid(quiet_config):
+    # the finest scale gets the pair, each coarser one half the grid (block means); the
+    # run is the run on the explicit dict, bit for bit
+    x, y = _grid_data(16, 8, 0)
+    scales = ("coarse", "mid", "fine")
+    cfg = quiet_config(
+        num_epochs=20,
+        learning_rate=3e-2,
+        batch_size=8,
+        multiscale_config=MultiScaleConfig(scales=scales),
+    )
+    half = (restrict_grid(x, (2,), "average"), restrict_grid(y, (2,), "average"))
+    quarter = (restrict_grid(half[0], (2,), "average"), restrict_grid(half[1], (2,), "average"))
+    assert quarter[0].shape == (16, 2, 1)
+    np.testing.assert_allclose(quarter[0][:, 0, 0], x[:, :4, 0].mean(axis=1), rtol=1e-6)
+    _, h_pair = Trainer(Pointwise(a=0.0), cfg).train((x, y))
+    _, h_dict = Trainer(Pointwise(a=0.0), cfg).train(
+        {"coarse": quarter, "mid": half, "fine": (x, y)}
+    )
+    for s in scales:
+        assert h_pair[f"loss_data_{s}"] == h_dict[f"loss_data_{s}"]
+    assert h_pair["loss_data_fine"][-1] < 0.5 * h_pair["loss_data_fine"][0]
+
+
+def test_one_pair_with_a_restriction_callable_or_of_vector_data():
+    x = jnp.arange(12.0).reshape(6, 2)
+    y = x[:, :1] ** 2
+    every_other = MultiScale(
+        MultiScaleConfig(scales=("a", "b", "c"), restriction=lambda x, u: (x[::2], u[::2]))
+    ).split("train_data", x, y)
+    assert [v[0].shape[0] for v in every_other.values()] == [2, 3, 6]
+    np.testing.assert_array_equal(every_other["a"][1], y[::4])
+    same = MultiScale(MultiScaleConfig(scales=("molecular", "atomic"))).split("d", x, y)
+    assert all(np.array_equal(d[0], x) and np.array_equal(d[1], y) for d in same.values())
+
+
+def test_the_contract_trainer_snippet_trains_on_one_pair(quiet_config):
+    # seed 004's Trainer example: vector data given as one (x, y) pair with a
+    # MultiScaleConfig and a ConservationConfig
+    cfg = quiet_config(
+        num_epochs=100,
+        learning_rate=1e-2,
+        conservation_config=ConservationConfig(laws=["energy", "momentum"]),
+        multiscale_config=MultiScaleConfig(
+            scales=["molecular", "atomic"], weights={"molecular": 0.5, "atomic": 0.5}
+        ),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 10)).astype(np.float32)
+    y = 0.5 * x[:, :1]
+    model = nnx.Linear(10, 1, rngs=nnx.Rngs(0))
+    _, h = Trainer(model, cfg).train((x[:48], y[:48]), (x[48:], y[48:]))
+    # every scale sees the same pairs: equal terms, each with its weight
+    assert h["loss_data_molecular"] == h["loss_data_atomic"]
+    assert h["loss_data_atomic"][-1] < 0.5 * h["loss_data_atomic"][0]
+    assert "val_loss" in h
 
 
 def test_restriction_by_average_and_subsample():

@@ -234,6 +234,45 @@ def test_batch_size_larger_than_data(quiet_config):
         trainer.train((x, y))
 
 
+@pytest.mark.parametrize(
+    "bad, good, message",
+    [
+        (dict(warmup_steps=10**9), dict(warmup_steps=7), "warmup_steps=1000000000 is not short"),
+        (dict(warmup_steps=8), dict(warmup_steps=7), "warmup_steps=8 .* the run has 8 optimizer"),
+        (
+            dict(schedule="step", step_size=6, warmup_steps=2),
+            dict(schedule="step", step_size=5, warmup_steps=2),
+            "step_size=6 is not shorter",
+        ),
+        (
+            dict(schedule="multistep", milestones=(2, 8)),
+            dict(schedule="multistep", milestones=(2, 7)),
+            r"milestones \[8\] lie at or beyond",
+        ),
+    ],
+)
+def test_schedule_settings_the_run_never_reaches_are_refused(quiet_config, bad, good, message):
+    x, y, _ = linear_data(16)  # full batch: 8 epochs are 8 optimizer steps
+    cfg = quiet_config(num_epochs=8, optimizer=OptimizerConfig(**bad))
+    with pytest.raises(ValueError, match=message):
+        Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg).train((x, y))
+    cfg = quiet_config(num_epochs=8, optimizer=OptimizerConfig(**good))
+    Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg).train((x, y))  # the last step reaches it
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: OptimizerConfig(b1=1.0), r"OptimizerConfig.b1: must be < 1.0"),
+        (lambda: OptimizerConfig(b2=1.0), r"OptimizerConfig.b2: must be < 1.0"),
+        (lambda: TrainingConfig(learning_rate=1e30), r"TrainingConfig.learning_rate: 1e\+30 is"),
+    ],
+)
+def test_settings_that_diverge_at_the_first_step_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
 def test_model_type_checked():
     with pytest.raises(TypeError, match="model must be a flax.nnx.Module"):
         Trainer(lambda x: x, TrainingConfig())
@@ -383,7 +422,8 @@ def test_no_files_without_a_directory(quiet_config, tmp_path, monkeypatch):
     t = Trainer(
         nnx.Linear(3, 1, rngs=nnx.Rngs(0)), quiet_config(num_epochs=3, checkpoint_frequency=1)
     )
-    t.train((x, y), (x, y))
+    with pytest.warns(UserWarning, match="checkpoint_frequency=1 is set but no checkpoint dir"):
+        t.train((x, y), (x, y))
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError, match="no checkpoint directory"):
         t.save_checkpoint()
@@ -649,3 +689,41 @@ def test_mean_relative_l2_weights_every_sample_equally():
     assert float(relative_l2(pred, y, w)) == pytest.approx(np.sqrt(1.01 / 10001), rel=1e-6)
     # a zero weight removes a sample (the masked tail of an epoch)
     assert float(mean_relative_l2(pred, y, np.array([1.0, 0.0]))) == pytest.approx(0.1, rel=1e-6)
+
+
+def test_verbose_off_a_terminal_writes_a_line_per_validation_period(capsys):
+    x, y, _ = linear_data(16)
+    cfg = TrainingConfig(num_epochs=30, validation_frequency=10)  # verbose by default
+    Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg).train((x, y), (x, y))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["10/30", "20/30", "30/30"]
+    assert all("train_loss" in ln and "val_loss" in ln for ln in lines)
+    # without validation: one line per tenth of the run, at the run's own boundaries
+    Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), TrainingConfig(num_epochs=400)).train((x, y))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["100/400", "200/400", "300/400", "400/400"]
+    Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), TrainingConfig(num_epochs=5, verbose=False)).train(
+        (x, y)
+    )
+    assert capsys.readouterr().err == ""
+
+
+def test_rngs_are_kept_and_seed_the_run(quiet_config):
+    x, y, _ = linear_data(32)
+    cfg = quiet_config(num_epochs=3, batch_size=8)  # shuffled minibatches use the run's key
+
+    def run(rngs):
+        t = Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg, rngs=rngs)
+        t.train((x, y))
+        return t, params_of(t.model)
+
+    given = nnx.Rngs(5)
+    t, a = run(given)
+    assert t.rngs is given
+    _, b = run(nnx.Rngs(5))
+    _, c = run(nnx.Rngs(6))
+    assert_trees_equal(a, b)
+    leaves = lambda p: np.concatenate([v.ravel() for v in jax.tree.leaves(p)])
+    assert not np.allclose(leaves(a), leaves(c))  # another key, another shuffle
+    with pytest.raises(TypeError, match="rngs must be a flax.nnx.Rngs"):
+        Trainer(nnx.Linear(3, 1, rngs=nnx.Rngs(0)), cfg, rngs=0)

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import yaml
 
 
@@ -52,6 +53,7 @@ def _check_float(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
     optional: bool = False,
 ) -> None:
     if value is None and optional:
@@ -60,8 +62,28 @@ def _check_float(
         _fail(cls, field, f"must be a finite number, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
         _fail(cls, field, f"must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        _fail(cls, field, f"must be <= {high}, got {value!r}")
+    if high is not None and (value >= high if high_open else value > high):
+        _fail(cls, field, f"must be {'<' if high_open else '<='} {high}, got {value!r}")
+
+
+def check_bool_fields(obj: Any) -> None:
+    """Refuse a non-bool in any field of the dataclass ``obj`` annotated ``bool``.
+
+    ``bool("no")`` is ``True``, so a string such as ``"false"`` read from a file or typed by
+    hand would silently mean the opposite of what it says; YAML and JSON give real booleans.
+    """
+    for f in dataclasses.fields(obj):
+        if f.type not in ("bool", bool):
+            continue
+        value = getattr(obj, f.name)
+        if isinstance(value, np.bool_):  # a NumPy boolean: keep it as a Python one
+            object.__setattr__(obj, f.name, bool(value))
+        elif not isinstance(value, bool):
+            _fail(
+                type(obj).__name__,
+                f.name,
+                f"must be True or False, got {value!r} ({type(value).__name__})",
+            )
 
 
 CALLABLE_LABEL = "<callable "
@@ -100,10 +122,24 @@ def _holds_label(value: Any) -> bool:
 
 
 class _ConfigBase:
-    """Shared dict / JSON / YAML conversion for the config dataclasses."""
+    """Shared dict / JSON / YAML conversion for the config dataclasses, and the type check
+    of their ``bool`` fields (run before each subclass's own ``__post_init__``)."""
 
     _nested: ClassVar[dict[str, type]] = {}
     _nested_seq: ClassVar[dict[str, type]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is None and hasattr(cls, "__post_init__"):
+            return  # inherits a config parent's (already wrapped) check
+
+        def __post_init__(self, *args: Any, **kw: Any) -> None:
+            check_bool_fields(self)
+            if own is not None:
+                own(self, *args, **kw)
+
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data (YAML/JSON-ready). A callable field (a conservation
