@@ -58,7 +58,8 @@ def _abstract(tree: PyTree, shardings: PyTree = None) -> PyTree:
 
 
 _metrics_lock = threading.Lock()
-_metrics_depth = 0
+_metrics_depth = 0  # nesting of _without_raw_io_metrics (saves inside restores, threads)
+_raw_bytes_reader = None  # orbax's own function while it is replaced
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ def _without_raw_io_metrics():
     early on ``None``) and nothing else changes. If orbax moves the function, this does
     nothing.
     """
-    global _metrics_depth
+    global _metrics_depth, _raw_bytes_reader
     try:
         from orbax.checkpoint._src.serialization import tensorstore_utils as ts_utils
     except ImportError:  # pragma: no cover - another orbax layout
@@ -86,7 +87,7 @@ def _without_raw_io_metrics():
         return
     with _metrics_lock:
         if _metrics_depth == 0:
-            _without_raw_io_metrics.original = ts_utils.get_tensorstore_raw_bytes
+            _raw_bytes_reader = ts_utils.get_tensorstore_raw_bytes
             ts_utils.get_tensorstore_raw_bytes = lambda *a, **k: None
         _metrics_depth += 1
     try:
@@ -95,7 +96,7 @@ def _without_raw_io_metrics():
         with _metrics_lock:
             _metrics_depth -= 1
             if _metrics_depth == 0:
-                ts_utils.get_tensorstore_raw_bytes = _without_raw_io_metrics.original
+                ts_utils.get_tensorstore_raw_bytes = _raw_bytes_reader
 
 
 class CheckpointStore:

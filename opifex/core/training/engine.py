@@ -41,7 +41,7 @@ import optax
 from flax import nnx, struct
 
 from opifex.core.physics.weighting import ntk_trace_estimates
-from opifex.core.training.model_utils import split_model, tree_all_finite
+from opifex.core.training.model_utils import pure, split_model, tree_all_finite
 from opifex.core.training.optimizers import current_learning_rate, reset_curvature_memory
 from opifex.core.training.precision import init_loss_scale, update_loss_scale
 
@@ -100,11 +100,6 @@ def copy_tree(tree: PyTree) -> PyTree:
     """Fresh device buffers for every array of ``tree``, in one compiled call (a per-leaf
     ``jnp.copy`` costs one dispatch per array)."""
     return jax.tree.map(_owned, tree)
-
-
-def pure(tree: PyTree) -> PyTree:
-    """``nnx.State`` -> nested dict of arrays (cheap to flatten at every dispatch)."""
-    return nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree
 
 
 def _promoted(terms: dict[str, jax.Array]) -> dict[str, jax.Array]:

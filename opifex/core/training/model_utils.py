@@ -35,8 +35,9 @@ def leaf_path(path: tuple) -> str:
     return "/".join(parts)
 
 
-def _plain(tree: PyTree) -> PyTree:
-    """An ``nnx.State`` as its nested dict of arrays (paths without ``value``)."""
+def pure(tree: PyTree) -> PyTree:
+    """An ``nnx.State`` as its nested dict of arrays (paths without ``value``; cheap to
+    flatten at every dispatch); anything else as it is."""
     return nnx.to_pure_dict(tree) if isinstance(tree, nnx.State) else tree
 
 
@@ -61,7 +62,7 @@ def nonfinite_leaves(tree: PyTree) -> list[str]:
 
     A host-side check: it reads each floating leaf back once.
     """
-    flat, _ = jax.tree_util.tree_flatten_with_path(_plain(tree))
+    flat, _ = jax.tree_util.tree_flatten_with_path(pure(tree))
     return [
         leaf_path(path)
         for path, x in flat
@@ -119,7 +120,7 @@ def check_compatible(
             leaf_path(p): tuple(x.shape) if hasattr(x, "shape") else np.shape(x) for p, x in flat
         }
 
-    want, have = shapes(_plain(expected)), shapes(_plain(got))
+    want, have = shapes(pure(expected)), shapes(pure(got))
     problems = [f"{k}: missing {got_is}" for k in want if k not in have]
     problems += [f"{k}: {got_is} only" for k in have if k not in want]
     problems += [
