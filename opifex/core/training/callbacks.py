@@ -281,7 +281,7 @@ class ModelCheckpoint(TrainingComponentBase):
     def update(self, *, epoch: int, history, trainer, **ctx: Any) -> None:
         state, meta = trainer._state, trainer._meta()
         if self.save_last:
-            self._store.save(epoch, state, meta)
+            self._store.save(epoch, state, meta, history=history)
             self.saved.append(epoch)
         if self.save_best:
             if epoch < self._seen:
@@ -290,7 +290,7 @@ class ModelCheckpoint(TrainingComponentBase):
             self._seen = epoch
             # the value measured at this boundary decides; earlier ones were already seen
             if values and values[-1][0] == epoch and self._tracker.observe(epoch, values[-1][1]):
-                self._store.save(epoch, state, meta, best=True)
+                self._store.save(epoch, state, meta, history=history, best=True)
                 self.best_epoch = epoch
 
 

@@ -3,19 +3,25 @@
 A checkpoint holds the full :class:`~opifex.core.training.engine.TrainState` (parameters,
 model variables, optimizer state, step and epoch counters, PRNG key, loss-weight, sampler and
 recovery state), optionally the best parameters seen so far, and a JSON record of the host
-loop (history, early-stopping bookkeeping). Restoring it and training on gives exactly the
-run that was interrupted.
+loop (early-stopping bookkeeping, the length of every history series). Restoring it and
+training on gives exactly the run that was interrupted.
 
 Layout under the configured directory: ``steps/<epoch>/`` for the periodic and final
-checkpoints (the latest ``max_to_keep`` are kept) and ``best/<epoch>/`` for the one with the
-lowest validation loss.
+checkpoints (the latest ``max_to_keep`` are kept), ``best/<epoch>/`` for the one with the
+lowest validation loss, and ``history.jsonl``, an append-only log of the run's history:
+each save appends only the values recorded since the previous one, and a checkpoint keeps
+the series lengths it saw, so restoring replays the log and cuts it there. Writing the whole
+history into every checkpoint instead costs time and memory that grow with the run (the
+long-run soak of issue 28 measured it: ``benchmarks/memory_soak.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
+import warnings
 from typing import Any
 
 import jax
@@ -27,6 +33,7 @@ from opifex.core.training.model_utils import check_compatible
 
 PyTree = Any
 _DICT_FIELDS = ("loss_weights", "sampler")
+HISTORY_LOG = "history.jsonl"
 
 
 def _is_typed_key(x: Any) -> bool:
@@ -125,6 +132,78 @@ class CheckpointStore:
             if keep_best
             else None
         )
+        # (history token, series lengths) of the last history-log write by this store
+        self._logged: tuple[Any, dict[str, int]] | None = None
+
+    # ------------------------------------------------------------ history log
+    @property
+    def history_log(self) -> str:
+        """Path of the append-only history log."""
+        return os.path.join(self.directory, HISTORY_LOG)
+
+    def _log_history(self, history) -> dict:
+        """Append what ``history`` recorded since the last write; return its meta record.
+
+        The first write of a store, or a write after the history lost records (a new run, a
+        resume from an earlier epoch), rewrites the log whole, atomically.
+        """
+        token, lengths = history.log_token(), history.lengths()
+        if jax.process_index() == 0:
+            if self._logged is None or self._logged[0] != token:
+                tmp = self.history_log + ".tmp"
+                with open(tmp, "w") as fh:
+                    fh.write(_log_line({}, history.series_since({})))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.history_log)
+            else:
+                new = history.series_since(self._logged[1])
+                if new:
+                    with open(self.history_log, "a") as fh:
+                        fh.write(_log_line(self._logged[1], new))
+                        fh.flush()
+                        os.fsync(fh.fileno())
+        self._logged = (token, lengths)
+        d = history.to_dict()
+        return {
+            "history_lengths": lengths,
+            "history_events": d["events"],
+            "history_groups": d["groups"],
+        }
+
+    def _read_history(self, meta: dict) -> dict:
+        """The history a checkpoint saw: the log replayed and cut to its series lengths."""
+        if "history" in meta:  # written before the log existed: the whole history inline
+            return meta["history"]
+        lengths = meta.get("history_lengths", {})
+        series: dict[str, list] = {}
+        try:
+            with open(self.history_log) as fh:
+                lines = fh.readlines()
+        except FileNotFoundError:
+            lines = []
+        for i, line in enumerate(lines):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    break  # a write cut short by a crash, after the checkpoint it belongs to
+                raise
+            for k, values in rec["values"].items():
+                start = rec["from"].get(k, 0)
+                series[k] = series.get(k, [])[:start] + values
+        short = sorted(k for k, n in lengths.items() if len(series.get(k, [])) < n)
+        if short:
+            warnings.warn(
+                f"{self.history_log}: the history log holds fewer records than the "
+                f"checkpoint saw for {short}; the restored history is shorter",
+                stacklevel=3,
+            )
+        return {
+            "series": {k: series.get(k, [])[:n] for k, n in lengths.items()},
+            "events": meta.get("history_events", {}),
+            "groups": meta.get("history_groups", {}),
+        }
 
     def _manager(self, best: bool) -> ocp.CheckpointManager:
         if best:
@@ -139,11 +218,18 @@ class CheckpointStore:
         state: PyTree,
         meta: dict,
         *,
+        history=None,
         best_params: PyTree = None,
         best: bool = False,
     ) -> None:
-        """Write a checkpoint labelled ``epoch`` (replacing one with the same label)."""
+        """Write a checkpoint labelled ``epoch`` (replacing one with the same label).
+
+        ``history`` (a :class:`~opifex.core.training.history.History`) goes to the history
+        log; :meth:`restore` returns it as ``meta["history"]``.
+        """
         mgr = self._manager(best)
+        if history is not None:
+            meta = {**meta, **self._log_history(history)}
         # Checkpoints at or after this epoch belong to a future this run has abandoned (it
         # was resumed from an earlier one); orbax also refuses to write a step older than
         # its latest. Remove them so the directory describes this run.
@@ -184,6 +270,9 @@ class CheckpointStore:
     ) -> tuple[PyTree, dict, PyTree]:
         """Restore ``(state, meta, best_params)``; ``like_*`` give the tree structure.
 
+        ``meta["history"]`` is the saved history as of this checkpoint (a ``History.to_dict``
+        record), when the checkpoint was saved with one.
+
         ``like_state`` may be a function of the epoch label (the structure of the optimizer
         state depends on the stage that wrote the checkpoint). ``shardings``, a function
         ``state -> tree of shardings``, restores the state straight onto a device mesh
@@ -204,6 +293,8 @@ class CheckpointStore:
                 f"no checkpoint for epoch {epoch} under {mgr.directory}; available: {available}"
             )
         meta = mgr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if "history" in meta or "history_lengths" in meta:
+            meta["history"] = self._read_history(meta)
         if callable(like_state):
             like_state = like_state(epoch)
         like_core = like_state.replace(**{k: {} for k in _DICT_FIELDS})
@@ -236,3 +327,8 @@ class CheckpointStore:
         self._steps.close()
         if self._best is not None:
             self._best.close()
+
+
+def _log_line(start: dict[str, int], values: dict[str, list]) -> str:
+    # json writes NaN and Infinity as such (not null), so diverged losses round-trip
+    return json.dumps({"from": start, "values": values}, separators=(",", ":")) + "\n"

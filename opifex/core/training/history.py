@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -43,6 +44,9 @@ class History(Mapping):
         self._groups: dict[str, list[str]] = {k: list(v) for k, v in (groups or {}).items()}
         if groups is None and "val_epoch" in self._series:
             self._groups["val_epoch"] = [k for k in self._series if k.startswith("val_")]
+        # identifies this record for an append-only log of it (see ``log_token``)
+        self._uid = uuid.uuid4().hex
+        self._rewrites = 0
 
     # ------------------------------------------------------------- recording
     def add_epochs(self, epochs: list[int], metrics: Mapping[str, Any], *, wall_time) -> None:
@@ -75,6 +79,29 @@ class History(Mapping):
     def append_event(self, name: str, item: Any) -> None:
         """Append ``item`` to the run-level list ``name`` (alerts, recovery attempts, ...)."""
         self._events.setdefault(name, []).append(item)
+
+    # ------------------------------------------------------ incremental logs
+    def log_token(self) -> tuple[str, int]:
+        """Changes whenever records are removed (a new history, or :meth:`truncate`).
+
+        A writer that appends only what is new since its last write (the checkpoint store's
+        history log) keeps ``(log_token(), lengths())`` and writes everything again when the
+        token differs, because the series it appended to are no longer a prefix.
+        """
+        return (self._uid, self._rewrites)
+
+    def lengths(self) -> dict[str, int]:
+        """Number of values in each series."""
+        return {k: len(v) for k, v in self._series.items()}
+
+    def series_since(self, lengths: Mapping[str, int]) -> dict[str, list]:
+        """The values appended to each series after it had ``lengths[name]`` of them."""
+        out = {}
+        for k, v in self._series.items():
+            n = lengths.get(k, 0)
+            if len(v) > n:
+                out[k] = v[n:]
+        return out
 
     # --------------------------------------------------------------- reading
     def records(
@@ -171,6 +198,7 @@ class History(Mapping):
         for k, v in self._series.items():
             if k not in grouped:
                 self._series[k] = v[:keep]
+        self._rewrites += 1
 
 
 def _py(v: Any) -> Any:

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -809,7 +808,6 @@ class Trainer:
     def _meta(self) -> dict[str, Any]:
         h = self._host
         return {
-            "history": json.loads(self.history.to_json()),
             "best_value": None if not math.isfinite(h["best_value"]) else h["best_value"],
             "best_epoch": h["best_epoch"],
             "stopped_early": h["stopped_early"],
@@ -831,7 +829,13 @@ class Trainer:
                 "params": self._host["best_params"],
                 "model_state": self._host["best_model_state"],
             }
-        store.save(int(self._state.epoch), self._state, self._meta(), best_params=best)
+        store.save(
+            int(self._state.epoch),
+            self._state,
+            self._meta(),
+            history=self.history,
+            best_params=best,
+        )
         return store.directory
 
     def load_checkpoint(
@@ -1153,7 +1157,7 @@ class Trainer:
                 h["best_params"] = _copy(self._state.params)
                 h["best_model_state"] = _copy(self._state.model_state)
             if store is not None and cfg.checkpoint.keep_best and val is not None:
-                store.save(epoch, self._state, self._meta(), best=True)
+                store.save(epoch, self._state, self._meta(), history=self.history, best=True)
         patience = cfg.effective_patience
         if patience is not None and tracker.waited(epoch) >= patience:
             h["stopped_early"] = True
