@@ -67,7 +67,11 @@ class PhysicsTask:
         self.has_observations = False
         self._initial: InitialCondition | None = None  # the conservation reference, if any
         refuse_unhonoured(self.label, config, self.honoured_configs)
-        if loss.causal and config.micro_batches > 1:
+        #: why this task's loss does not split into micro-batches (``None``: it does)
+        self.no_micro_batch_reason = (
+            "the causal weights couple all points of a batch" if loss.causal else None
+        )
+        if loss.causal and config.micro_batches != "auto" and config.micro_batches > 1:
             raise ValueError(
                 f"PhysicsLossConfig.causal_chunks={loss.config.causal_chunks} with "
                 f"TrainingConfig.micro_batches={config.micro_batches}: the causal weights "

@@ -453,8 +453,13 @@ class TrainingConfig(_ConfigBase):
             whose gradients are accumulated inside the compiled step (a ``lax.scan``), so
             the peak memory is that of one micro-batch; the update is the one of the whole
             batch to round-off. The batch (``batch_size``, or the training set when
-            ``None``) must be a multiple of it. (``OptimizerConfig.
-            gradient_accumulation_steps`` instead accumulates over successive minibatches.)
+            ``None``) must be a multiple of it. ``"auto"`` (default): one for batches under
+            65,536 points per device; for larger ones the step's memory is measured before
+            compiling (:mod:`opifex.core.training.memory`) and the fewest micro-batches
+            whose working memory fits (32 MiB on CPU, half the free memory on an
+            accelerator) are used. A step that cannot fit is an error naming this setting,
+            before compiling. (``OptimizerConfig.gradient_accumulation_steps`` instead
+            accumulates over successive minibatches.)
         precision: a :class:`PrecisionConfig` (mixed precision, loss scaling, float64).
         distributed: a :class:`DistributedConfig`: train on a device mesh (data parallel,
             optionally model parallel); ``None``: one device.
@@ -486,7 +491,7 @@ class TrainingConfig(_ConfigBase):
     scf_config: Any = None
     metrics_tracking_config: Any = None
     logging_config: Any = None
-    micro_batches: int = 1
+    micro_batches: int | str = "auto"
     precision: PrecisionConfig = dataclasses.field(default_factory=PrecisionConfig)
     distributed: DistributedConfig | None = None
 
@@ -537,20 +542,27 @@ class TrainingConfig(_ConfigBase):
                 "distributed",
                 f"must be a DistributedConfig or None, got {type(self.distributed).__name__}",
             )
-        _check_int(c, "micro_batches", self.micro_batches, 1)
-        if self.batch_size is not None and self.batch_size % self.micro_batches:
-            _fail(
-                c,
-                "micro_batches",
-                f"must divide batch_size={self.batch_size}, got {self.micro_batches}",
-            )
-        if self.micro_batches > 1 and self.loss.loss_type == "relative_l2":
-            _fail(
-                c,
-                "micro_batches",
-                "loss_type='relative_l2' normalises by the whole batch and does not split "
-                "into micro-batches; use 'mean_relative_l2' (per sample) or micro_batches=1",
-            )
+        if self.micro_batches != "auto":
+            if isinstance(self.micro_batches, str):
+                _fail(
+                    c,
+                    "micro_batches",
+                    f"must be 'auto' or an integer >= 1, got {self.micro_batches!r}",
+                )
+            _check_int(c, "micro_batches", self.micro_batches, 1)
+            if self.batch_size is not None and self.batch_size % self.micro_batches:
+                _fail(
+                    c,
+                    "micro_batches",
+                    f"must divide batch_size={self.batch_size}, got {self.micro_batches}",
+                )
+            if self.micro_batches > 1 and self.loss.loss_type == "relative_l2":
+                _fail(
+                    c,
+                    "micro_batches",
+                    "loss_type='relative_l2' normalises by the whole batch and does not split "
+                    "into micro-batches; use 'mean_relative_l2' (per sample) or micro_batches=1",
+                )
         if isinstance(self.stages, list):
             object.__setattr__(self, "stages", tuple(self.stages))
         if not isinstance(self.stages, tuple) or not all(

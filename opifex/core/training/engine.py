@@ -347,11 +347,51 @@ class Engine:
     def _terms_fn(self, model_state, batch, weights, whole, key):
         """Per-term losses as a function of the parameters (for per-term gradients)."""
 
-        def terms(params):
+        def terms_of(params, b, w):
             model = nnx.merge(self.compute_graphdef, params, model_state)
-            return _promoted(self.objective(model, batch, weights, whole, key)[0])
+            return _promoted(self.objective(model, b, w, whole, key)[0])
+
+        if self.micro_batches == 1:
+            return lambda params: terms_of(params, batch, weights)
+        mb, mw, frac, used = self._micro_split(batch, weights)
+
+        def terms(params):
+            # L-BFGS's line search and gradient-based weighting rules differentiate this:
+            # the body is rematerialised, so the backward pass keeps one micro-batch's
+            # activations at a time, not the whole batch's
+            @jax.checkpoint
+            def body(_, xs):
+                b, w = xs
+                if self.plan is not None:
+                    b, w = self.plan.constrain_batch((b, w))
+                return None, terms_of(params, b, w)
+
+            _, per_micro = jax.lax.scan(body, None, (mb, mw))
+            return {
+                k: jnp.sum(jnp.where(used, v, 0.0) * frac.astype(v.dtype))
+                for k, v in per_micro.items()
+            }
 
         return terms
+
+    def _micro_split(self, batch, weights):
+        """``(batch, weights, fractions, used)`` split into ``micro_batches`` along a new
+        leading axis: rows ``j::m`` form micro-batch ``j``, so padding and data shards
+        spread evenly; ``fractions`` weigh each micro-batch's mean by its share of the
+        batch's weight, and an all-padding micro-batch (``used`` false) gets unit weights
+        (finite values) and no share."""
+        m = self.micro_batches
+
+        def split(a):
+            return jnp.swapaxes(a.reshape(a.shape[0] // m, m, *a.shape[1:]), 0, 1)
+
+        mb, mw = jax.tree.map(split, batch), split(weights)
+        counts = jnp.sum(mw, axis=1)
+        # an all-padding batch (a padded point set) gives zero fractions, hence a zero
+        # gradient and loss, as the weighted means of the whole-batch path give
+        frac = counts / jnp.maximum(jnp.sum(counts), 1e-12)
+        mw = jnp.where(counts[:, None] > 0, mw, 1.0)
+        return mb, mw, frac, counts > 0
 
     def _grads(self, state: TrainState, batch, weights, whole, key, total):
         """``(loss, terms, metrics, grads, model_state)`` of one step: the gradient of the
@@ -377,20 +417,9 @@ class Engine:
                 grads = jax.tree.map(lambda g: g / scale.astype(g.dtype), grads)
             return loss, terms, metrics, grads, new_ms
 
-        m = self.micro_batches
-        if m == 1:
+        if self.micro_batches == 1:
             return one(state.model_state, batch, weights)
-
-        def split(a):  # rows j::m form micro-batch j, spread evenly over the data shards
-            return jnp.swapaxes(a.reshape(a.shape[0] // m, m, *a.shape[1:]), 0, 1)
-
-        mb, mw = jax.tree.map(split, batch), split(weights)
-        counts = jnp.sum(mw, axis=1)
-        # an all-padding batch (a padded point set) gives zero fractions, hence a zero
-        # gradient and loss, as the weighted means of the whole-batch path give
-        frac = counts / jnp.maximum(jnp.sum(counts), 1e-12)
-        # an all-padding micro-batch is evaluated with unit weights (finite) and counts 0
-        mw = jnp.where(counts[:, None] > 0, mw, 1.0)
+        mb, mw, frac, used = self._micro_split(batch, weights)
 
         def body(carry, xs):
             ms, acc = carry
@@ -405,7 +434,6 @@ class Engine:
         (new_ms, grads), (losses, terms, metrics) = jax.lax.scan(
             body, (state.model_state, zero), (mb, mw, frac)
         )
-        used = counts > 0
 
         def mean(v):
             return jnp.sum(jnp.where(used, v, 0.0) * frac.astype(v.dtype))

@@ -37,6 +37,7 @@ import optax
 from flax import nnx
 
 from opifex.core.physics.parameters import parameter_labels
+from opifex.core.training import memory as _memory
 from opifex.core.training import precision as _precision
 from opifex.core.training.callbacks import (
     JSONLLogger,
@@ -474,6 +475,9 @@ class Trainer:
                 )
         self.components = list(components)
         self._engines = {}
+        # TrainingConfig.micro_batches as resolved for the current data (see train)
+        mb = self.config.micro_batches
+        self._micro_batches = 1 if mb == "auto" else mb
 
     @property
     def metrics_collector(self) -> AdvancedMetricsCollector | None:
@@ -590,7 +594,15 @@ class Trainer:
     ) -> Engine:
         cfg = self.config
         bs = cfg.batch_size
-        key = (n_points, n_active, bs, id(self.task), tuple(sorted((term_weights or {}).items())))
+        micro = self._micro_batches
+        key = (
+            n_points,
+            n_active,
+            bs,
+            micro,
+            id(self.task),
+            tuple(sorted((term_weights or {}).items())),
+        )
         if self._engine_key != key:
             self._engines = {}
             self._engine_key = key
@@ -617,12 +629,52 @@ class Trainer:
             sampler=sampler,
             point_residual=getattr(self.task, "point_residual_abs", None),
             n_active=n_active,
-            micro_batches=cfg.micro_batches,
+            micro_batches=micro,
             precision=cfg.precision,
             compute_graphdef=self._compute_graphdef,
             plan=self.mesh_plan,
         )
         return self._engines[stage]
+
+    def _plan_micro_batches(self, params, model_state, batched, whole, batch: int) -> int:
+        """``TrainingConfig.micro_batches`` resolved for a step on ``batch`` points, after
+        checking that the step fits in memory (:mod:`opifex.core.training.memory`): a
+        large batch's loss gradient is compiled at two small sizes, before the run is."""
+        cfg = self.config
+        plan = self.mesh_plan
+        shards = 1 if plan is None else plan.data_size
+        if batch // shards < _memory.AUTO_MIN_POINTS or _memory.env_disabled():
+            return 1 if cfg.micro_batches == "auto" else cfg.micro_batches
+        reason = getattr(self.task, "no_micro_batch_reason", None)
+        if cfg.loss.loss_type == "relative_l2":
+            reason = "loss_type='relative_l2' normalises by the whole batch"
+        p, ms = pure(params), pure(model_state)
+        key = self._key
+
+        def temp_at(rows: int) -> int:
+            def grad_of(params, b, w, whole):
+                def loss(q):
+                    model = nnx.merge(self._compute_graphdef or self._graphdef, q, ms)
+                    return sum(self.task.objective(model, b, w, whole, key)[0].values())
+
+                return jax.grad(loss)(params)
+
+            rows_of = lambda a: jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype)  # noqa: E731
+            b = jax.tree.map(rows_of, batched)
+            w = jax.ShapeDtypeStruct((rows,), jnp.float32)
+            compiled = jax.jit(grad_of).lower(p, b, w, whole).compile()
+            return compiled.memory_analysis().temp_size_in_bytes
+
+        device = jax.tree.leaves(p)[0].devices().pop() if jax.tree.leaves(p) else None
+        return _memory.plan_micro_batches(
+            requested=cfg.micro_batches,
+            batch=batch,
+            memory=_memory.measure_step_memory(temp_at),
+            available=_memory.available_bytes(device),
+            platform=(device or jax.devices()[0]).platform,
+            shards=shards,
+            no_split_reason=reason,
+        )
 
     def _new_state(self, engine: Engine) -> TrainState:
         _, params, model_state = split_model(self.model)
@@ -686,18 +738,13 @@ class Trainer:
                 f"TrainingConfig.batch_size={cfg.batch_size} is larger than train_data "
                 f"({n} samples); use batch_size <= {n} or batch_size=None for full batch"
             )
-        if cfg.batch_size is None and n % cfg.micro_batches:
+        if cfg.batch_size is None and cfg.micro_batches != "auto" and n % cfg.micro_batches:
             raise ValueError(
                 f"TrainingConfig.micro_batches={cfg.micro_batches} must divide the "
                 f"{n} training points of a full-batch step; use a divisor of {n}"
             )
-        if self.mesh_plan is not None:
-            if cfg.batch_size is not None:
-                self.mesh_plan.check_points("TrainingConfig.batch_size", cfg.batch_size)
-            self.mesh_plan.check_points(
-                "the micro-batch (batch / TrainingConfig.micro_batches)",
-                (cfg.batch_size or n) // cfg.micro_batches,
-            )
+        if self.mesh_plan is not None and cfg.batch_size is not None:
+            self.mesh_plan.check_points("TrainingConfig.batch_size", cfg.batch_size)
         _, params, model_state = split_model(self.model)
         fresh = (
             self._state is None
@@ -712,6 +759,14 @@ class Trainer:
             self._graphdef, params, model_state, batched, whole, val, cfg.batch_size or n
         )
         weights = self.task.term_weights(batched, whole)
+        self._micro_batches = self._plan_micro_batches(
+            params, model_state, batched, whole, cfg.batch_size or n
+        )
+        if self.mesh_plan is not None:
+            self.mesh_plan.check_points(
+                "the micro-batch (batch / TrainingConfig.micro_batches)",
+                (cfg.batch_size or n) // self._micro_batches,
+            )
         sampler = self._collocation_sampler()
         n_engine, n_active = n, None
         if sampler is not None:
