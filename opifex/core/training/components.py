@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 
@@ -40,7 +40,7 @@ from opifex.core.training.optimizers import current_learning_rate, get_lr_scale,
 
 if TYPE_CHECKING:  # pragma: no cover
     from opifex.core.training.engine import TrainState
-    from opifex.core.training.trainer import Trainer
+    from opifex.core.training.history import History
 
 
 class TrainingComponentBase:
@@ -113,13 +113,29 @@ def check_frequency(owner: str, value: Any) -> int | None:
     return value
 
 
+class ControlledRun(Protocol):
+    """What :class:`TrainingControl` drives: the host loop of a run (the ``Trainer``).
+
+    Components and their control handle know this much of a run and not the trainer class,
+    so ``components`` does not import ``trainer`` (which imports ``components``).
+    """
+
+    _state: TrainState  # the live state, replaced at chunk boundaries
+    history: History
+    _rewound: bool  # set when the state was moved back to an earlier epoch
+
+    def save_checkpoint(self, directory: str | None = None) -> str: ...
+
+    def _training_loss(self) -> float: ...
+
+
 class TrainingControl:
     """What a component may do to a running training (handed over as ``control``).
 
     All actions apply at the current chunk boundary, before the next chunk is dispatched.
     """
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: ControlledRun) -> None:
         self._trainer = trainer
         self.stop_requested = False
         self.stop_reason: str | None = None
