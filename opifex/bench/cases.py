@@ -6,6 +6,10 @@ a broken feature; a ``cpu`` band is the issue's target where one exists (e.g. Bu
 relative L2 <= 1e-3), else the measured level with margin. ``gpu`` budgets follow the
 papers' scales (more points, longer schedules, Li et al.'s grids); their bands hold the
 published levels.
+
+Why one module of about 630 lines: it is the table of cases (one definition each: budget
+per tier, band, reference), and a reader compares cases side by side. The runners are in
+``pinn.py``, ``operators.py``, ``meta.py`` and the others.
 """
 
 from __future__ import annotations

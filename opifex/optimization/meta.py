@@ -31,6 +31,12 @@ Example:
 The state (rule settings, the learned rule's weights, learned initialisation, the
 architecture it belongs to and the meta-training records) is saved and loaded with orbax:
 :meth:`save`, :meth:`load`.
+
+Why one module of about 900 lines: it is the one public class, ``MetaOptimizer``, whose
+methods share its private state and its save format. The separable pieces already live
+beside it: the task families (``tasks.py``), the learned rule (``learned_rule.py``) and the
+task-conditioned initialisation (``conditioned.py``). The class is complete (issue 29: no
+new meta-learning variants), so it is not split further.
 """
 
 from __future__ import annotations

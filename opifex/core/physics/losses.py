@@ -21,6 +21,10 @@ Residual call shapes (the library ``vmap`` s over points; users never loop):
 
 ``model_fn`` maps one point, given as shape ``(d,)`` or ``(1, d)``, to a scalar (a vector for
 multi-output models), so ``jax.grad`` works on it directly.
+
+Why one module of about 630 lines: ``PhysicsLossConfig``, ``PhysicsInformedLoss`` and the
+condition set form the documented loss contract (seed 004 imports them from here). The
+derivatives, constraints, parameters and weighting rules are in their own modules.
 """
 
 from __future__ import annotations

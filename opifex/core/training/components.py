@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 
-from opifex.core.training.engine import copy_tree
+from opifex.core.training.model_utils import copy_tree
 from opifex.core.training.optimizers import current_learning_rate, get_lr_scale, set_lr_scale
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -23,6 +23,11 @@ has one shape and nothing retraces), ``whole`` a pytree passed unbatched to ever
 A step whose loss, gradient or update is not finite is skipped in-graph: parameters,
 optimizer state and model state keep their previous values, and the skip is counted in
 ``state.recovery["nonfinite_steps"]`` and in the epoch metrics.
+
+Why one module of about 700 lines: everything here is traced into one compiled chunk (the
+step, micro-batches, loss weighting, samplers, guards, metrics), and its parts read each
+other's trace-time decisions. Model operations are in ``model_utils.py``, and memory
+planning is in ``memory.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import optax
 from flax import nnx, struct
 
 from opifex.core.physics.weighting import ntk_trace_estimates
+from opifex.core.training.model_utils import owned as _owned
 from opifex.core.training.model_utils import pure, split_model, tree_all_finite
 from opifex.core.training.optimizers import current_learning_rate, reset_curvature_memory
 from opifex.core.training.precision import init_loss_scale, update_loss_scale
@@ -80,26 +86,6 @@ class TrainState:
     sampler: PyTree = dataclasses.field(default_factory=dict)
     recovery: PyTree = dataclasses.field(default_factory=dict)
     loss_scale: PyTree = dataclasses.field(default_factory=dict)
-
-
-def _owned(x: Any) -> Any:
-    """A new, strongly typed value (called inside jit).
-
-    New, because the chunk donates its state and must never free an array the caller still
-    holds (``x + 0`` is a fresh output buffer; a plain pass-through could be forwarded to the
-    input buffer); strongly typed, because a weak-typed leaf fed back into jit would retrace.
-    """
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-        return jr.wrap_key_data(jr.key_data(x) + 0, impl=jr.key_impl(x))
-    return (x + jnp.zeros((), x.dtype)).astype(x.dtype)
-
-
-@jax.jit
-def copy_tree(tree: PyTree) -> PyTree:
-    """Fresh device buffers for every array of ``tree``, in one compiled call (a per-leaf
-    ``jnp.copy`` costs one dispatch per array)."""
-    return jax.tree.map(_owned, tree)
 
 
 def _promoted(terms: dict[str, jax.Array]) -> dict[str, jax.Array]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 from flax import nnx
 
@@ -175,3 +176,38 @@ def merge_model(graphdef: Any, params: PyTree, rest: PyTree, *, like: nnx.Module
     check_compatible("params", p_ref, params)
     check_compatible("rest", r_ref, rest)
     return nnx.merge(graphdef, params, rest)
+
+
+def owned(x: Any) -> Any:
+    """A new, strongly typed value (called inside jit).
+
+    New, because the chunk donates its state and must never free an array the caller still
+    holds (``x + 0`` is a fresh output buffer; a plain pass-through could be forwarded to the
+    input buffer); strongly typed, because a weak-typed leaf fed back into jit would retrace.
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jr.wrap_key_data(jr.key_data(x) + 0, impl=jr.key_impl(x))
+    return (x + jnp.zeros((), x.dtype)).astype(x.dtype)
+
+
+@jax.jit
+def copy_tree(tree: PyTree) -> PyTree:
+    """Fresh device buffers for every array of ``tree``, in one compiled call (a per-leaf
+    ``jnp.copy`` costs one dispatch per array)."""
+    return jax.tree.map(owned, tree)
+
+
+def update_model(model: nnx.Module, params: PyTree, model_state: PyTree) -> None:
+    """Write (pure-dict) params and variables into the user's model, as fresh buffers."""
+    _, p_tmpl, s_tmpl = split_model(model)
+    nnx.replace_by_pure_dict(p_tmpl, copy_tree(pure(params)))
+    nnx.replace_by_pure_dict(s_tmpl, copy_tree(pure(model_state)))
+    nnx.update(model, p_tmpl, s_tmpl)
+
+
+def as_state(model: nnx.Module, flt: Any, tree: PyTree) -> nnx.State:
+    """A copy of a pure-dict tree as an ``nnx.State`` shaped like ``model``'s variables."""
+    tmpl = nnx.state(model, flt)
+    nnx.replace_by_pure_dict(tmpl, copy_tree(pure(tree)))
+    return tmpl
