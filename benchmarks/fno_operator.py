@@ -34,7 +34,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
-from opifex.bench.operators import problem_data, train  # noqa: E402
+from opifex.bench.operators import train  # noqa: E402
+from opifex.problems.operator_set import problem_data  # noqa: E402
 
 
 def main() -> None:

@@ -27,12 +27,12 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from opifex.bench.core import environment  # noqa: E402
-from opifex.bench.pinn import PROBLEMS  # noqa: E402
 from opifex.core.training.components import TrainingComponentBase  # noqa: E402
 from opifex.core.training.config import OptimizerConfig, TrainingConfig  # noqa: E402
 from opifex.core.training.engine import Engine  # noqa: E402
 from opifex.core.training.physics_configs import BoundaryConfig  # noqa: E402
 from opifex.neural.base import StandardMLP  # noqa: E402
+from opifex.problems.pinn_set import PROBLEMS  # noqa: E402
 from opifex.training.basic_trainer import BasicTrainer  # noqa: E402
 
 

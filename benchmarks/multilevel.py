@@ -19,7 +19,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 from opifex.bench.multilevel import DEFAULTS, compare_runs, fno_runs, pinn_runs  # noqa: E402
-from opifex.bench.operators import burgers_data  # noqa: E402
+from opifex.problems.operator_set import burgers_data  # noqa: E402
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
-from opifex.bench.pinn import PROBLEMS, train  # noqa: E402
+from opifex.bench.pinn import train  # noqa: E402
+from opifex.problems.pinn_set import PROBLEMS  # noqa: E402
 
 
 def main() -> None:

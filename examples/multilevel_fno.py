@@ -14,8 +14,8 @@ import os
 import numpy as np
 from flax import nnx
 
-from opifex.bench.operators import burgers_data, score
 from opifex.core.training.config import LossConfig, OptimizerConfig, TrainingConfig
+from opifex.problems.operator_set import burgers_data, score
 from opifex.training.multilevel.multilevel_fno import (
     MultilevelFNOConfig,
     MultilevelFNOTrainer,

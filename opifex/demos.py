@@ -22,7 +22,7 @@ from flax import nnx
 from opifex.core.training.config import OptimizerConfig, OptimizerStage, TrainingConfig
 from opifex.core.training.trainer import Trainer
 from opifex.neural.base import StandardMLP
-from opifex.problems import burgers
+from opifex.problems import registry
 from opifex.training.basic_trainer import BasicTrainer
 
 
@@ -38,8 +38,8 @@ def burgers_demo(
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Train the Burgers PINN and report its relative L2 error against the exact solution."""
-    problem = burgers.problem(n_collocation=n_collocation, n_boundary=256, seed=seed)
-    grid_x, grid_u = burgers.reference_grid(256, 101)
+    # the registry's Burgers problem: 256 boundary points, the cached Cole-Hopf grid
+    problem, (grid_x, grid_u), _ = registry.get("burgers").build(seed, n_collocation=n_collocation)
     config = TrainingConfig(
         num_epochs=adam_epochs,
         learning_rate=2e-3,

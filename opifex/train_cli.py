@@ -7,10 +7,10 @@ A config has these sections (only ``problem`` is required; shipped, commented ex
 live in ``configs/``):
 
 ``problem``
-    ``name``: ``burgers``, ``heat``, ``poisson``, ``allen_cahn`` (PINNs,
-    ``opifex.bench.pinn``),
-    ``fno-burgers`` or ``fno-darcy`` (operators, ``opifex.bench.operators``); PINNs take
-    ``n_collocation``, operators ``n_train``, ``n_test`` and ``grid``.
+    ``name``: ``burgers``, ``heat``, ``poisson``, ``allen_cahn`` (PINNs),
+    ``fno-burgers`` or ``fno-darcy`` (operators): a name of the problem registry,
+    ``opifex.problems.registry``. PINNs take ``n_collocation``, operators ``n_train``,
+    ``n_test`` and ``grid``.
 ``model``
     PINNs: ``hidden`` (list of widths), ``activation``, ``type`` (``mlp`` or ``modified``,
     the modified MLP; for Allen-Cahn behind an exact periodic embedding in ``x`` with
@@ -48,6 +48,8 @@ from typing import Any
 
 import yaml
 
+from opifex.problems import registry
+
 SECTIONS = (
     "problem",
     "model",
@@ -59,8 +61,9 @@ SECTIONS = (
     "seed",
     "run_dir",
 )
-PINN_PROBLEMS = ("burgers", "heat", "poisson", "allen_cahn")
-FNO_PROBLEMS = ("fno-burgers", "fno-darcy")
+#: the problem registry's names, by kind (``opifex.problems.registry``)
+PINN_PROBLEMS = tuple(registry.names("pinn"))
+FNO_PROBLEMS = tuple(registry.names("operator"))
 
 
 def _section(cfg: dict, name: str) -> dict:
@@ -173,10 +176,10 @@ def _build_pinn(
     import jax.numpy as jnp
     import numpy as np
 
-    from opifex.bench import pinn
+    from opifex.problems import pinn_set
 
     _take(model_cfg, "model", ("hidden", "activation", "type", "harmonics"))
-    problem, (gx, gu), layers = pinn.PROBLEMS[name](seed, **problem_cfg)
+    problem, (gx, gu), layers = registry.get(name).build(seed, **problem_cfg)
     if "hidden" in model_cfg:
         layers = [layers[0], *model_cfg["hidden"], layers[-1]]
     activation = model_cfg.get("activation", "tanh")
@@ -218,7 +221,7 @@ def _build_pinn(
         trainer = CascadeTrainer(nets, config, ml, callbacks=callbacks)
     else:
         cls, kw = trainer_class()
-        model = pinn.network(
+        model = pinn_set.network(
             name,
             layers,
             seed,
@@ -241,22 +244,23 @@ def _build_pinn(
 
 
 def _build_fno(name, problem_cfg, model_cfg, ml_cfg, config, seed, trainer_class, nnx):
-    from opifex.bench import operators
     from opifex.neural.operators import FNO
+    from opifex.problems import operator_set
 
     _take(problem_cfg, "problem", ("n_train", "n_test", "grid"))
     _take(model_cfg, "model", ("modes", "width", "padding", "n_layers"))
-    base = name.split("-", 1)[1]
-    n_train = problem_cfg.get("n_train", 1000)
-    n_test = problem_cfg.get("n_test", 200)
-    grid = problem_cfg.get("grid", 256 if base == "burgers" else 43)
-    train, test = operators.problem_data(base, n_train, n_test, grid)
-    modes = model_cfg.get("modes", 16 if base == "burgers" else 12)
-    width = model_cfg.get("width", 64 if base == "burgers" else 32)
+    spec = registry.get(name)
+    d = spec.defaults
+    n_train = problem_cfg.get("n_train", d["n_train"])
+    n_test = problem_cfg.get("n_test", d["n_test"])
+    grid = problem_cfg.get("grid", d["grid"])
+    train, test = spec.build(n_train, n_test, grid)
+    modes = model_cfg.get("modes", d["modes"])
+    width = model_cfg.get("width", d["width"])
     kw = {"width": width, "n_layers": model_cfg.get("n_layers", 4)}
-    in_ch, mode_t = (2, (modes,)) if base == "burgers" else (1, (modes, modes))
-    if base == "darcy":
-        kw.update(grid_channels=True, padding=model_cfg.get("padding", 5))
+    in_ch, mode_t = d["in_channels"], (modes,) * d["spatial_dims"]
+    if "padding" in d:
+        kw.update(grid_channels=True, padding=model_cfg.get("padding", d["padding"]))
     if ml_cfg:
         from opifex.training.multilevel.multilevel_fno import (
             MultilevelFNOConfig,
@@ -272,7 +276,7 @@ def _build_fno(name, problem_cfg, model_cfg, ml_cfg, config, seed, trainer_class
         trainer = cls(FNO(in_ch, 1, modes=mode_t, rngs=nnx.Rngs(seed), **kw), config, **tkw)
 
     def score(model):
-        return {"mean_relative_l2": operators.score(model, *test)}
+        return {"mean_relative_l2": operator_set.score(model, *test)}
 
     return {
         "trainer": trainer,

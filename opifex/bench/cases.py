@@ -33,6 +33,7 @@ from opifex.bench import (
     speed,
 )
 from opifex.bench.core import Budget, Case, register
+from opifex.problems import registry
 
 INF = math.inf
 
@@ -137,7 +138,7 @@ register(
 # Neural operators ---------------------------------------------------------------------------
 def _fno_setup(name):
     def setup(n_train, n_test, grid, **_):
-        return operators.problem_data(name, n_train, n_test, grid)
+        return registry.get(f"fno-{name}").build(n_train, n_test, grid)
 
     return setup
 

@@ -15,7 +15,7 @@ two alternate in one process.
   the ``mean_relative_l2`` loss. The held-out error is the mean per-sample relative L2 at
   full resolution.
 * ``pinn``: Poisson ``-lap u = f`` on the L-shape, ``u = sin(pi x) sin(pi y)``
-  (``opifex.bench.pinn.poisson``), 2000 collocation and 400 boundary points. The finest
+  (``opifex.problems.pinn_set.poisson``), 2000 collocation and 400 boundary points. The finest
   model is a 2-[32]x3-1 tanh MLP; the hierarchy is ``create_network_hierarchy`` with
   widths 8, 16, 32. Adam (lr 2e-3, exponential decay to 0.1x per level), full batch. The
   held-out error is the relative L2 on the L-shape's grid points.
@@ -30,7 +30,6 @@ import types
 
 from flax import nnx
 
-from opifex.bench.pinn import poisson
 from opifex.core.training.config import (
     LossConfig,
     OptimizerConfig,
@@ -40,6 +39,7 @@ from opifex.core.training.config import (
 from opifex.core.training.trainer import Trainer
 from opifex.neural.base import StandardMLP
 from opifex.neural.operators import FNO
+from opifex.problems.pinn_set import poisson
 from opifex.training.basic_trainer import BasicTrainer
 from opifex.training.multilevel.coarse_to_fine import (
     CascadeTrainer,

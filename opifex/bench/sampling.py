@@ -24,11 +24,11 @@ import numpy as np
 from flax import nnx
 
 from opifex.bench.core import downsample
-from opifex.bench.pinn import burgers_reference
 from opifex.core.training.config import OptimizerConfig, OptimizerStage, TrainingConfig
 from opifex.core.training.physics_configs import BoundaryConfig
 from opifex.neural.base import StandardMLP
 from opifex.problems import burgers
+from opifex.problems.pinn_set import burgers_reference
 from opifex.training.adaptive_sampling import RADConfig, RADSampler, RARDConfig, RARDRefiner
 from opifex.training.basic_trainer import BasicTrainer
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from opifex.bench import pinn
 from opifex.core.physics.losses import PhysicsInformedLoss, PhysicsLossConfig
 from opifex.geometry import Interval, Rectangle, TimeDomain
 from opifex.neural.base import StandardMLP
+from opifex.problems import pinn_set
 from opifex.training.basic_trainer import BasicTrainer
 
 
@@ -87,7 +87,7 @@ def test_standalone_terms_use_the_causal_term():
 
 def heat_problem(loss_config, n=256):
     """The benchmark heat problem (``u_t = 0.1 u_xx`` on ``[0, 1]^2``), fewer points."""
-    return pinn.heat(0, n_collocation=n, loss_config=loss_config)[0]
+    return pinn_set.heat(0, n_collocation=n, loss_config=loss_config)[0]
 
 
 def test_trainer_weights_slices_in_graph_and_training_resolves_them(quiet_config):
