@@ -259,7 +259,7 @@ def _build_fno(name, problem_cfg, model_cfg, ml_cfg, config, seed, trainer_class
     width = model_cfg.get("width", d["width"])
     kw = {"width": width, "n_layers": model_cfg.get("n_layers", 4)}
     in_ch, mode_t = d["in_channels"], (modes,) * d["spatial_dims"]
-    if "padding" in d:
+    if d.get("grid_channels"):
         kw.update(grid_channels=True, padding=model_cfg.get("padding", d["padding"]))
     if ml_cfg:
         from opifex.training.multilevel.multilevel_fno import (

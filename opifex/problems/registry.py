@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -49,12 +50,15 @@ class ProblemSpec:
     periodic: dict[int, float] | None = None
 
 
-def _pinn(name: str, description: str, n_collocation: int) -> ProblemSpec:
+def _pinn(name: str, description: str) -> ProblemSpec:
+    build = pinn_set.PROBLEMS[name]
+    # the point count the builder uses by default, read from it rather than restated
+    n_collocation = inspect.signature(build).parameters["n_collocation"].default
     return ProblemSpec(
         name,
         "pinn",
         description,
-        pinn_set.PROBLEMS[name],
+        build,
         {"epochs": pinn_set.DEFAULT_EPOCHS[name], "n_collocation": n_collocation},
         pinn_set.PERIODIC.get(name),
     )
@@ -72,10 +76,10 @@ def _operator(name: str, description: str, **defaults: Any) -> ProblemSpec:
 PROBLEMS: dict[str, ProblemSpec] = {
     s.name: s
     for s in (
-        _pinn("burgers", "u_t + u u_x = (0.01/pi) u_xx on [-1, 1] x [0, 1] (Cole-Hopf)", 8000),
-        _pinn("heat", "u_t = 0.1 u_xx on [0, 1]^2 (exact)", 2000),
-        _pinn("poisson", "-lap u = f on the L-shape (manufactured)", 2000),
-        _pinn("allen_cahn", "u_t = 1e-4 u_xx - 5 u^3 + 5 u, periodic in x (ETDRK4)", 8000),
+        _pinn("burgers", "u_t + u u_x = (0.01/pi) u_xx on [-1, 1] x [0, 1] (Cole-Hopf)"),
+        _pinn("heat", "u_t = 0.1 u_xx on [0, 1]^2 (exact)"),
+        _pinn("poisson", "-lap u = f on the L-shape (manufactured)"),
+        _pinn("allen_cahn", "u_t = 1e-4 u_xx - 5 u^3 + 5 u, periodic in x (ETDRK4)"),
         _operator(
             "fno-burgers",
             "periodic Burgers u_0 -> u(., 1), nu = 0.1 (Li et al. 2021)",
@@ -95,6 +99,7 @@ PROBLEMS: dict[str, ProblemSpec] = {
             grid=43,
             modes=12,
             width=32,
+            grid_channels=True,
             padding=5,
             in_channels=1,
             spatial_dims=2,

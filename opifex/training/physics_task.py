@@ -1,7 +1,8 @@
 """The physics-informed task of ``BasicTrainer``: residual terms on collocation points,
 boundary and initial conditions (soft, or hard through the model), observations for
 inverse problems, trainable PDE parameters, conservation terms and the evaluation
-metrics. It extends the supervised task and plugs into the same engine and host loop."""
+metrics. It hands plain ``(x, y)`` data to a ``SupervisedTask`` and plugs into the same
+engine and host loop."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ class PhysicsTask:
         refuse_unhonoured(self.label, config, self.honoured_configs)
         #: why this task's loss does not split into micro-batches (``None``: it does)
         self.no_micro_batch_reason = (
-            "the causal weights couple all points of a batch" if loss.causal else None
+            "the causal weights couple all points of a batch"
+            if loss.causal
+            else self._supervised.no_micro_batch_reason
         )
         if loss.causal and config.micro_batches != "auto" and config.micro_batches > 1:
             raise ValueError(

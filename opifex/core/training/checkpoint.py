@@ -164,11 +164,12 @@ class CheckpointStore:
                         fh.flush()
                         os.fsync(fh.fileno())
         self._logged = (token, lengths)
-        d = history.to_dict()
+        # not to_dict(): that copies every series, the O(run length) work this log avoids
+        b = history.bookkeeping()
         return {
             "history_lengths": lengths,
-            "history_events": d["events"],
-            "history_groups": d["groups"],
+            "history_events": b["events"],
+            "history_groups": b["groups"],
         }
 
     def _read_history(self, meta: dict) -> dict:

@@ -88,6 +88,12 @@ class TrainState:
     loss_scale: PyTree = dataclasses.field(default_factory=dict)
 
 
+def _weighted_mean(v: jax.Array, keep: jax.Array, weights: jax.Array) -> jax.Array:
+    """The mean of stacked per-row means ``v`` (micro-batches of a step, steps of an
+    epoch), each weighted by its share ``weights``, the rows not kept left out."""
+    return jnp.sum(jnp.where(keep, v, 0.0) * weights.astype(v.dtype))
+
+
 def _promoted(terms: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Loss terms in at least float32 (a low-precision model's terms are summed and
     reported in float32)."""
@@ -144,7 +150,7 @@ def reduce_metrics(
         elif k.endswith("_min"):
             out[k] = jnp.min(jnp.where(keep, v, jnp.inf))
         else:
-            out[k] = jnp.sum(jnp.where(keep, v, 0.0) * weights.astype(v.dtype))
+            out[k] = _weighted_mean(v, keep, weights)
     return out
 
 
@@ -353,10 +359,7 @@ class Engine:
                 return None, terms_of(params, b, w)
 
             _, per_micro = jax.lax.scan(body, None, (mb, mw))
-            return {
-                k: jnp.sum(jnp.where(used, v, 0.0) * frac.astype(v.dtype))
-                for k, v in per_micro.items()
-            }
+            return {k: _weighted_mean(v, used, frac) for k, v in per_micro.items()}
 
         return terms
 
@@ -421,11 +424,9 @@ class Engine:
             body, (state.model_state, zero), (mb, mw, frac)
         )
 
-        def mean(v):
-            return jnp.sum(jnp.where(used, v, 0.0) * frac.astype(v.dtype))
-
-        terms = {k: mean(v) for k, v in terms.items()}
-        return mean(losses), terms, reduce_metrics(metrics, used, frac), grads, new_ms
+        terms = {k: _weighted_mean(v, used, frac) for k, v in terms.items()}
+        loss = _weighted_mean(losses, used, frac)
+        return loss, terms, reduce_metrics(metrics, used, frac), grads, new_ms
 
     def _reuses_line_search(self, state: TrainState) -> bool:
         """Whether this step may take its loss and gradient from the line search's state:

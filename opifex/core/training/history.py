@@ -90,6 +90,13 @@ class History(Mapping):
         """
         return (self._uid, self._rewrites)
 
+    def bookkeeping(self) -> dict[str, Any]:
+        """The record without its series: ``{"events": ..., "groups": ...}`` (copies)."""
+        return {
+            "events": dict(self._events),
+            "groups": {k: list(v) for k, v in self._groups.items()},
+        }
+
     def lengths(self) -> dict[str, int]:
         """Number of values in each series."""
         return {k: len(v) for k, v in self._series.items()}
@@ -168,8 +175,7 @@ class History(Mapping):
         return {
             "series": {k: list(v) for k, v in self._series.items()},
             "summary": self.summary,
-            "events": dict(self._events),
-            "groups": {k: list(v) for k, v in self._groups.items()},
+            **self.bookkeeping(),
         }
 
     @classmethod

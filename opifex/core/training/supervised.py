@@ -1,6 +1,7 @@
 """The supervised ``(x, y)`` task of :class:`~opifex.core.training.trainer.Trainer`: input
 checks, the data loss (with conservation and multi-scale terms from the physics configs)
-and the evaluation metrics. ``BasicTrainer``'s physics-informed task extends it."""
+and the evaluation metrics. ``BasicTrainer``'s physics-informed task delegates plain data to
+it."""
 
 from __future__ import annotations
 
@@ -74,6 +75,12 @@ class SupervisedTask:
         self.conservation = None if cc is None else ConservationTerms(cc)
         self.multiscale = None if mc is None else MultiScale(mc)
         self.config = config
+        #: why this task's loss does not split into micro-batches (``None``: it does)
+        self.no_micro_batch_reason = (
+            "loss_type='relative_l2' normalises by the whole batch"
+            if self.loss_name == "relative_l2"
+            else None
+        )
 
     weighting = None
     #: the physics configs this task uses (the others are refused; ``refuse_unhonoured``)

@@ -203,6 +203,7 @@ class Trainer(RunCheckpoints, HostLoop):
         # TrainingConfig.micro_batches as resolved for the current data (see train)
         mb = self.config.micro_batches
         self._micro_batches = 1 if mb == "auto" else mb
+        self._step_memory = None  # (data signature, memory.StepMemory) of the last probe
 
     @property
     def metrics_collector(self) -> AdvancedMetricsCollector | None:
@@ -370,9 +371,6 @@ class Trainer(RunCheckpoints, HostLoop):
         shards = 1 if plan is None else plan.data_size
         if batch // shards < _memory.AUTO_MIN_POINTS or _memory.env_disabled():
             return 1 if cfg.micro_batches == "auto" else cfg.micro_batches
-        reason = getattr(self.task, "no_micro_batch_reason", None)
-        if cfg.loss.loss_type == "relative_l2":
-            reason = "loss_type='relative_l2' normalises by the whole batch"
         p, ms = pure(params), pure(model_state)
         key = self._key
 
@@ -390,15 +388,19 @@ class Trainer(RunCheckpoints, HostLoop):
             compiled = jax.jit(grad_of).lower(p, b, w, whole).compile()
             return compiled.memory_analysis().temp_size_in_bytes
 
+        # the probe compiles twice: once per data signature, not at every train() call
+        signature = jax.tree.map(lambda a: (a.shape, str(a.dtype)), (batched, whole))
+        if self._step_memory is None or self._step_memory[0] != signature:
+            self._step_memory = (signature, _memory.measure_step_memory(temp_at))
         device = jax.tree.leaves(p)[0].devices().pop() if jax.tree.leaves(p) else None
         return _memory.plan_micro_batches(
             requested=cfg.micro_batches,
             batch=batch,
-            memory=_memory.measure_step_memory(temp_at),
+            memory=self._step_memory[1],
             available=_memory.available_bytes(device),
             platform=(device or jax.devices()[0]).platform,
             shards=shards,
-            no_split_reason=reason,
+            no_split_reason=getattr(self.task, "no_micro_batch_reason", None),
         )
 
     def _new_state(self, engine: Engine) -> TrainState:

@@ -153,3 +153,21 @@ def test_line_search_and_weighting_rules_see_the_whole_batch(quiet_config, stage
         assert hs[1]["train_loss"][-1] < 0.5 * hs[1]["train_loss"][0]
     else:
         assert hs[1]["weight_boundary"][-1] != 1.0  # the rule did act
+
+
+def test_the_probe_runs_once_per_data_signature(quiet_config, monkeypatch):
+    monkeypatch.setattr(memory, "AUTO_MIN_POINTS", 4096)
+    calls = []
+    measure = memory.measure_step_memory
+
+    def counting(temp_at):
+        calls.append(1)
+        return measure(temp_at)
+
+    monkeypatch.setattr(memory, "measure_step_memory", counting)
+    t = pinn(quiet_config(num_epochs=1, optimizer=SGD))
+    fit(t, 8192)
+    fit(t, 8192)  # a second run on the same data compiles no probe
+    assert len(calls) == 1
+    fit(t, 4096 * 3)  # other shapes: probed again
+    assert len(calls) == 2
