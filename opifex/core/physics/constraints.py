@@ -23,8 +23,9 @@ g_t + D_t * c = h`` exactly wherever ``D_t(x, t0) > 0`` (everywhere off the spat
 boundary, where ``D_t = 1`` for the distance ``t - t0``); the extra ``t - t0`` makes the
 network's own contribution to the rate vanish at ``t0``.
 
-Where two pieces meet (corners) both weights are undefined; the values there are those of
-the limit along the boundary only when the conditions agree.
+Where two pieces meet (corners) the weights are undefined; a corner point takes the mean of
+the values of the pieces it lies on, which is the limit along the boundary when the
+conditions agree there.
 """
 
 from __future__ import annotations
@@ -131,7 +132,11 @@ class HardConstraint:
             den = jnp.sum(excl)
             safe = jnp.where(den > 0, den, 1.0)
             ds.append(jnp.where(den > 0, jnp.prod(phi) / safe, 0.0))
-            w = jnp.where(den > 0, excl / safe, 1.0 / len(comp))
+            # at a corner (two or more phi_i = 0) every excluded product is 0: the point
+            # lies on those pieces, so it takes the mean of their values (the common value
+            # where the conditions agree), not the mean over all pieces
+            on = (phi == 0).astype(point.dtype)
+            w = jnp.where(den > 0, excl / safe, on / jnp.maximum(jnp.sum(on), 1.0))
             gs.append(jnp.sum(w * jnp.stack(vals).astype(point.dtype)))
         return jnp.stack(ds), jnp.stack(gs)
 
