@@ -91,6 +91,23 @@ def test_bounds_are_exact_at_the_start_and_never_left(bound, value):
     assert float(jax.tree.leaves(g)[0]) != 0.0
 
 
+def test_bounded_coefficients_train_beside_validation_data(quiet_config):
+    # the bounds are a static attribute of the module, so the graph definition must hash:
+    # the trainer checks (and jit caches) models by it; a dict there raised TypeError
+    params = PDEParameters(D=0.5, bounds={"D": (0.0, None)})
+    assert hash(nnx.graphdef(params)) == hash(
+        nnx.graphdef(PDEParameters(D=0.7, bounds={"D": (0.0, None)}))
+    )
+    x, u = observations(8)
+    trainer = BasicTrainer(
+        StandardMLP([2, 8, 1], rngs=nnx.Rngs(0)),
+        quiet_config(num_epochs=20, learning_rate=1e-2, validation_frequency=10),
+        parameters=params,
+    )
+    _, history = trainer.train(problem=problem(n=32), observations=(x, u), val_data=(x, u[:, None]))
+    assert len(history["val_loss"]) == 2 and float(params.D) != pytest.approx(0.5)
+
+
 def test_coefficients_take_their_own_learning_rate(quiet_config):
     # Adam's first step moves every parameter by its learning rate (m / sqrt(v) = sign(g))
     params = PDEParameters(D=0.5, learning_rate=0.1)

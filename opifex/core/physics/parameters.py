@@ -159,14 +159,16 @@ class PDEParameters(nnx.Module):
             raw[name] = nnx.Param(jnp.asarray(_to_raw(name, v, checked.get(name)), jnp.float32))
         self.raw = nnx.Dict(raw)
         self.names: tuple[str, ...] = tuple(initial)
-        self.bounds: dict[str, Bound] = checked
+        # a tuple of pairs, not a dict: a module's static attributes are part of its graph
+        # definition, which must hash (jit caches on it; the trainer checks models by it)
+        self.bounds: tuple[tuple[str, Bound], ...] = tuple(sorted(checked.items()))
         self.learning_rate = None if learning_rate is None else float(learning_rate)
 
     def __getattr__(self, name: str) -> jax.Array:
         # only called when normal lookup fails: the coefficient names
         names = vars(self).get("names", ())
         if name in names:
-            return _from_raw(self.raw[name][...], self.bounds.get(name))
+            return _from_raw(self.raw[name][...], dict(self.bounds).get(name))
         raise AttributeError(f"PDEParameters has no coefficient {name!r} (it has {list(names)})")
 
     def __getitem__(self, name: str) -> jax.Array:
