@@ -173,19 +173,21 @@ def _build_pinn(
 ):
     import dataclasses
 
-    import jax.numpy as jnp
-    import numpy as np
-
     from opifex.problems import pinn_set
 
     _take(model_cfg, "model", ("hidden", "activation", "type", "harmonics"))
-    problem, (gx, gu), layers = registry.get(name).build(seed, **problem_cfg)
+    spec = registry.get(name)
+    problem, (gx, gu), layers = spec.build(seed, **problem_cfg)
+    parameters = observations = None
+    if spec.inverse is not None:  # the unknown coefficients and what identifies them
+        unknowns, observed, _ = spec.inverse
+        parameters, observations = unknowns(), observed()
     if "hidden" in model_cfg:
         layers = [layers[0], *model_cfg["hidden"], layers[-1]]
     activation = model_cfg.get("activation", "tanh")
     net_type = model_cfg.get("type", "mlp")
-    if net_type not in ("mlp", "modified"):
-        raise ValueError(f"model.type: {net_type!r}; choose 'mlp' or 'modified'")
+    if net_type not in ("mlp", "modified", "embedded"):
+        raise ValueError(f"model.type: {net_type!r}; choose 'mlp', 'modified' or 'embedded'")
     callbacks = []
     if sampling_cfg:
         from opifex.training.adaptive_sampling import (
@@ -205,6 +207,11 @@ def _build_pinn(
             raise ValueError(f"sampling.method: {method!r}; choose 'rad' or 'rard'")
         problem = dataclasses.replace(problem, sampling="uniform")
     if ml_cfg:
+        if parameters is not None:
+            raise ValueError(
+                f"multilevel: {name!r} is an inverse problem, and the coarse-to-fine "
+                "hierarchy does not train PDE parameters; drop the multilevel section"
+            )
         if net_type != "mlp":
             raise ValueError(
                 "multilevel: the coarse-to-fine hierarchy is built of plain MLPs; use "
@@ -229,15 +236,20 @@ def _build_pinn(
             activation=activation,
             harmonics=model_cfg.get("harmonics", 10),
         )
+        if parameters is not None:
+            kw = {**kw, "parameters": parameters}
         trainer = cls(model, config, callbacks=callbacks, **kw)
 
+    train_kwargs = {"problem": problem, "val_data": (gx, gu)}
+    if spec.inverse is not None:
+        train_kwargs["observations"] = observations
+
     def score(model):
-        pred = np.asarray(model(jnp.asarray(gx)))
-        return {"relative_l2": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu))}
+        return pinn_set.score(name, model, gx, gu, parameters)
 
     return {
         "trainer": trainer,
-        "train_kwargs": {"problem": problem, "val_data": (gx, gu)},
+        "train_kwargs": train_kwargs,
         "score": score,
         "description": f"{name} PINN, {net_type} {layers} {activation}",
     }

@@ -28,7 +28,12 @@ def test_overrides_parse_yaml_values():
 @pytest.mark.parametrize(
     "cfg, match",
     [
-        ({"problem": {"name": "wave"}}, "problem.name: 'wave'"),
+        ({"problem": {"name": "waves"}}, "problem.name: 'waves'"),
+        ({"problem": {"name": "heat"}, "model": {"type": "embedded"}}, "has none"),
+        (
+            {"problem": {"name": "inverse_diffusion"}, "multilevel": {"num_levels": 2}},
+            "inverse problem",
+        ),
         ({"problem": {"name": "heat"}, "oops": 1}, "unknown section"),
         ({"problem": {"name": "heat", "grid": 3}}, "section 'problem': unknown key"),
         ({"problem": {"name": "heat"}, "sampling": {"method": "rad", "kk": 1}}, "'sampling'"),
@@ -113,3 +118,24 @@ def test_train_rejects_a_bad_config_with_status_2(tmp_path, capsys):
     path.write_text("problem: {name: heat}\ntraining: {num_epoch: 3}\n")
     assert cli_main(["train", str(path)]) == 2
     assert "num_epoch" in capsys.readouterr().err
+
+
+def test_an_inverse_config_trains_its_coefficient_and_reports_it(tmp_path):
+    from opifex.core.physics.parameters import ModelWithParameters
+
+    cfg = apply_overrides(
+        load("inverse_diffusion.yaml"),
+        ["training.num_epochs=200", "training.stages=[]", "problem.n_collocation=128"],
+    )
+    parts = build(cfg)
+    assert isinstance(parts["trainer"].model, ModelWithParameters)
+    xo, uo = parts["train_kwargs"]["observations"]
+    assert xo.shape == (10, 2)
+    from opifex.train_cli import train_built
+
+    result = train_built(parts, cfg)
+    # C trained (it moves from 2.0; recovery itself is tested in tests/training/test_inverse.py)
+    # and the score reports where it ended and its error against the truth, 1.0
+    params = parts["trainer"].model.parameters
+    assert result["C"] == pytest.approx(float(params.C)) and abs(result["C"] - 2.0) > 1e-2
+    assert result["C_error"] == pytest.approx(abs(result["C"] - 1.0))

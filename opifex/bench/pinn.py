@@ -1,5 +1,6 @@
 """The PINN benchmark recipe over the registry's PINN problems (``opifex.problems.registry``;
-the definitions are in ``opifex.problems.pinn_set``): burgers, heat, poisson, allen_cahn.
+the definitions are in ``opifex.problems.pinn_set``): burgers, heat, poisson, allen_cahn,
+wave, kovasznay (a system) and inverse_diffusion (an inverse problem).
 
 :func:`train` runs the shared recipe: a tanh MLP, Sobol collocation points, Adam (lr 2e-3,
 exponential decay to 0.1x), then an L-BFGS stage, fixed term weights, uniform fixed points;
@@ -19,6 +20,7 @@ from opifex.bench.core import downsample
 from opifex.core.physics.losses import PhysicsLossConfig
 from opifex.core.training.config import OptimizerConfig, OptimizerStage, TrainingConfig
 from opifex.core.training.physics_configs import BoundaryConfig
+from opifex.problems import pinn_set
 from opifex.problems.pinn_set import (
     DEFAULT_EPOCHS,
     PROBLEMS,
@@ -46,8 +48,8 @@ def train(
     """Train problem ``name`` with the shared recipe; the relative L2 error on its reference.
 
     Args:
-        model: ``mlp`` or ``modified``, see :func:`network` (tanh, ``harmonics``
-            harmonics in a periodic embedding).
+        model: ``mlp``, ``modified`` or ``embedded``, see :func:`network` (tanh,
+            ``harmonics`` harmonics in a periodic or harmonic embedding).
         hidden: hidden widths replacing the problem's default.
         causal_chunks: causal training with this many time slices
             (``PhysicsLossConfig.causal_chunks``; 0: off) and tolerance ``causal_epsilon``.
@@ -82,13 +84,21 @@ def train(
         callbacks.append(
             RADSampler(problem.domain, RADConfig(k=0.0, c=1.0, period=resample, n_candidates=n))
         )
-    trainer = BasicTrainer(net, cfg, callbacks=callbacks)
+    parameters = None
+    train_kw: dict = {"problem": problem, "val_data": (gx, gu)}
+    if name in pinn_set.INVERSE:
+        unknowns, observed, _ = pinn_set.INVERSE[name]
+        parameters = unknowns()
+        train_kw["observations"] = observed()
+    trainer = BasicTrainer(net, cfg, callbacks=callbacks, parameters=parameters)
     t0 = time.perf_counter()
-    trained, history = trainer.train(problem=problem, val_data=(gx, gu))
+    trained, history = trainer.train(**train_kw)
     seconds = time.perf_counter() - t0
     pred = np.asarray(trained(jnp.asarray(gx)))
+    scores = pinn_set.score(name, trained, gx, gu, parameters)
     out = {
-        "value": float(np.linalg.norm(pred - gu) / np.linalg.norm(gu)),
+        "value": scores.pop("relative_l2"),
+        **scores,
         "seconds": seconds,
         "adam_epochs": n_adam,
         "lbfgs_epochs": n_lbfgs,
@@ -102,6 +112,8 @@ def train(
         ],
         "arrays": {"points": gx, "error": (pred - gu)[:, 0]},
     }
+    for k in pinn_set.INVERSE.get(name, (None, None, {}))[2]:
+        out[f"{k}_curve"] = downsample(zip(history["epoch"], history[f"param_{k}"], strict=True))
     if causal_chunks:
         out["causal_weight_min_curve"] = downsample(
             zip(history["epoch"], history["causal_weight_min"], strict=True)

@@ -14,7 +14,7 @@ command line (``opifex.train_cli``) read them; they define no problems of their 
 Example:
     >>> from opifex.problems.registry import get, names
     >>> names("pinn")
-    ['allen_cahn', 'burgers', 'heat', 'poisson']
+    ['allen_cahn', 'burgers', 'heat', 'inverse_diffusion', 'kovasznay', 'poisson', 'wave']
     >>> get("heat").defaults["epochs"]
     (5000, 2000)
 """
@@ -40,6 +40,13 @@ class ProblemSpec:
         build: the builder (see the module docstring for each kind's signature).
         defaults: the benchmark recipe's settings (epochs, points, grid, modes, ...).
         periodic: ``{input dimension: period}`` for a problem periodic in space.
+        harmonic: the periods of the harmonic input embedding its recipe uses
+            (``model="embedded"``), for a problem that is not periodic.
+        outputs: the names of a system's outputs (``("u", "v", "p")``); ``None``: one output.
+        scored: the outputs the benchmark metric scores (``None``: all).
+        inverse: for an inverse problem, ``(unknowns, observations, truth)``: a function
+            returning the trainable ``PDEParameters`` at their start values, one returning
+            the observation set ``(points, values)``, and the true values by name.
     """
 
     name: str
@@ -48,6 +55,10 @@ class ProblemSpec:
     build: Callable[..., Any]
     defaults: dict[str, Any]
     periodic: dict[int, float] | None = None
+    harmonic: dict[int, float] | None = None
+    outputs: tuple[str, ...] | None = None
+    scored: tuple[str, ...] | None = None
+    inverse: tuple[Callable, Callable, dict[str, float]] | None = None
 
 
 def _pinn(name: str, description: str) -> ProblemSpec:
@@ -61,6 +72,10 @@ def _pinn(name: str, description: str) -> ProblemSpec:
         build,
         {"epochs": pinn_set.DEFAULT_EPOCHS[name], "n_collocation": n_collocation},
         pinn_set.PERIODIC.get(name),
+        pinn_set.HARMONIC.get(name),
+        pinn_set.OUTPUTS.get(name),
+        pinn_set.SCORED.get(name),
+        pinn_set.INVERSE.get(name),
     )
 
 
@@ -80,6 +95,12 @@ PROBLEMS: dict[str, ProblemSpec] = {
         _pinn("heat", "u_t = 0.1 u_xx on [0, 1]^2 (exact)"),
         _pinn("poisson", "-lap u = f on the L-shape (manufactured)"),
         _pinn("allen_cahn", "u_t = 1e-4 u_xx - 5 u^3 + 5 u, periodic in x (ETDRK4)"),
+        _pinn("wave", "u_tt = 4 u_xx on [0, 1]^2 with initial value and rate (PINNacle Wave1d-C)"),
+        _pinn("kovasznay", "steady Navier-Stokes (u, v, p) at Re = 20, Kovasznay flow (exact)"),
+        _pinn(
+            "inverse_diffusion",
+            "u_t = C u_xx + f on [-1, 1] x [0, 1], C unknown, 10 observations (DeepXDE)",
+        ),
         _operator(
             "fno-burgers",
             "periodic Burgers u_0 -> u(., 1), nu = 0.1 (Li et al. 2021)",
