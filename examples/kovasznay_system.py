@@ -20,12 +20,12 @@ from opifex.training.basic_trainer import BasicTrainer
 
 SMALL = os.environ.get("OPIFEX_SMALL") == "1"
 
-problem = kovasznay.problem(n_collocation=256 if SMALL else 2500, seed=0)
+problem = kovasznay.problem(n_collocation=128 if SMALL else 2500, seed=0)
 config = TrainingConfig(
-    num_epochs=300 if SMALL else 3000,
+    num_epochs=200 if SMALL else 3000,
     learning_rate=1e-3,
     verbose=False,
-    stages=(OptimizerStage(num_epochs=100 if SMALL else 2000),),  # then L-BFGS
+    stages=(OptimizerStage(num_epochs=50 if SMALL else 2000),),  # then L-BFGS
     boundary_config=BoundaryConfig(enforcement="hard"),
 )
 width = 20 if SMALL else 50
