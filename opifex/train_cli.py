@@ -366,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"opifex train: {args.config}: {e}", file=sys.stderr)
         return 2
     result = train_built(parts, cfg)
-    metrics = ", ".join(
-        f"{k} {v:.3e}" for k, v in result.items() if k in ("relative_l2", "mean_relative_l2")
-    )
+    # the scorer's metrics (the errors, and an inverse problem's recovered coefficients)
+    bookkeeping = ("description", "seconds", "epochs", "parameters", "final_train_loss", "run_dir")
+    metrics = ", ".join(f"{k} {v:.3e}" for k, v in result.items() if k not in bookkeeping)
     print(f"opifex train: {result['description']} ({result['parameters']:,} parameters)")
     print(f"  {result['epochs']} epochs in {result['seconds']:.1f} s; {metrics}")
     print(f"  run directory: {os.path.abspath(result['run_dir'])}")
