@@ -178,10 +178,7 @@ def _build_pinn(
     _take(model_cfg, "model", ("hidden", "activation", "type", "harmonics"))
     spec = registry.get(name)
     problem, (gx, gu), layers = spec.build(seed, **problem_cfg)
-    parameters = observations = None
-    if spec.inverse is not None:  # the unknown coefficients and what identifies them
-        unknowns, observed, _ = spec.inverse
-        parameters, observations = unknowns(), observed()
+    parameters, observations = pinn_set.unknowns(name)  # (None, None): a forward problem
     if "hidden" in model_cfg:
         layers = [layers[0], *model_cfg["hidden"], layers[-1]]
     activation = model_cfg.get("activation", "tanh")
@@ -241,11 +238,11 @@ def _build_pinn(
         trainer = cls(model, config, callbacks=callbacks, **kw)
 
     train_kwargs = {"problem": problem, "val_data": (gx, gu)}
-    if spec.inverse is not None:
+    if observations is not None:
         train_kwargs["observations"] = observations
 
     def score(model):
-        return pinn_set.score(name, model, gx, gu, parameters)
+        return pinn_set.score(name, model(gx), gu, parameters)
 
     return {
         "trainer": trainer,

@@ -84,18 +84,16 @@ def train(
         callbacks.append(
             RADSampler(problem.domain, RADConfig(k=0.0, c=1.0, period=resample, n_candidates=n))
         )
-    parameters = None
+    parameters, observations = pinn_set.unknowns(name)
     train_kw: dict = {"problem": problem, "val_data": (gx, gu)}
-    if name in pinn_set.INVERSE:
-        unknowns, observed, _ = pinn_set.INVERSE[name]
-        parameters = unknowns()
-        train_kw["observations"] = observed()
+    if observations is not None:
+        train_kw["observations"] = observations
     trainer = BasicTrainer(net, cfg, callbacks=callbacks, parameters=parameters)
     t0 = time.perf_counter()
     trained, history = trainer.train(**train_kw)
     seconds = time.perf_counter() - t0
     pred = np.asarray(trained(jnp.asarray(gx)))
-    scores = pinn_set.score(name, trained, gx, gu, parameters)
+    scores = pinn_set.score(name, pred, gu, parameters)
     out = {
         "value": scores.pop("relative_l2"),
         **scores,
@@ -112,7 +110,7 @@ def train(
         ],
         "arrays": {"points": gx, "error": (pred - gu)[:, 0]},
     }
-    for k in pinn_set.INVERSE.get(name, (None, None, {}))[2]:
+    for k in () if parameters is None else parameters.names:
         out[f"{k}_curve"] = downsample(zip(history["epoch"], history[f"param_{k}"], strict=True))
     if causal_chunks:
         out["causal_weight_min_curve"] = downsample(

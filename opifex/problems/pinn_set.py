@@ -211,16 +211,25 @@ def network(
     raise ValueError(f"model: 'mlp', 'modified' or 'embedded', got {model!r}")
 
 
-def score(name: str, model, points, values, parameters=None) -> dict[str, float]:
-    """The problem's metrics for a trained ``model``.
+def unknowns(name: str):
+    """``(parameters, observations)`` of an inverse problem: its trainable ``PDEParameters``
+    at their start values and the observation set; ``(None, None)`` for a forward problem."""
+    if name not in INVERSE:
+        return None, None
+    make_parameters, observed, _ = INVERSE[name]
+    return make_parameters(), observed()
+
+
+def score(name: str, pred, values, parameters=None) -> dict[str, float]:
+    """The problem's metrics for a trained model's predictions ``pred`` at the reference
+    points (reference ``values``).
 
     ``relative_l2`` is ``||pred - ref|| / ||ref||`` over all outputs of a one-output problem;
     for a system, the worst of the scored outputs (:data:`SCORED`), with each output's own
     error as ``relative_l2_<output>``. An inverse problem adds each recovered coefficient
     and its relative error, ``<name>`` and ``<name>_error``.
     """
-    pred = np.asarray(model(jnp.asarray(points)))
-    values = np.asarray(values)
+    pred, values = np.asarray(pred), np.asarray(values)
     names = OUTPUTS.get(name)
     if names is None:
         out = {"relative_l2": float(np.linalg.norm(pred - values) / np.linalg.norm(values))}

@@ -37,7 +37,7 @@ from opifex.core.training.history import History
 from opifex.core.training.metrics import AdvancedMetricsCollector
 from opifex.core.training.trainer import Trainer
 from opifex.training.components import FlexibleOptimizerFactory
-from opifex.training.physics_task import PhysicsTask
+from opifex.training.physics_task import PhysicsTask, check_inside
 from opifex.training.recovery import ErrorRecoveryManager
 
 
@@ -305,14 +305,12 @@ class BasicTrainer(Trainer):
                 f"train_data[0] (collocation points): {pts.shape[1]} coordinates per point, "
                 f"but the domain is {domain.dim}-dimensional"
             )
-        outside = ~domain.contains(pts)
-        if outside.any():
-            i = int(np.argmax(outside))
-            raise ValueError(
-                f"train_data[0] (collocation points): {int(outside.sum())} of {len(pts)} points "
-                f"lie outside the domain (e.g. index {i}: {pts[i].tolist()}); sample them with "
-                "domain.sample_interior(...)"
-            )
+        check_inside(
+            domain,
+            pts,
+            "train_data[0] (collocation points)",
+            "sample them with domain.sample_interior(...)",
+        )
 
     fit = train
 

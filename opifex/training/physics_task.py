@@ -29,6 +29,19 @@ from opifex.core.training.physics_terms import ConservationTerms, conservation_n
 from opifex.core.training.supervised import SupervisedTask, check_array
 
 
+def check_inside(domain: Any, points: Any, what: str, advice: str) -> None:
+    """Raise a ``ValueError`` naming ``what`` if any of ``points`` lies outside ``domain``
+    (how many, and the first one), followed by ``advice``."""
+    pts = np.asarray(points)
+    outside = ~np.asarray(domain.contains(pts))
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(
+            f"{what}: {int(outside.sum())} of {len(pts)} points lie outside the domain (e.g. "
+            f"index {i}: {pts[i].tolist()}); {advice}"
+        )
+
+
 class PhysicsTask:
     """The physics-informed objective for the engine (collocation points are minibatched)."""
 
@@ -205,14 +218,12 @@ class PhysicsTask:
                 f"({x.shape[0]},) or ({x.shape[0]}, n_observed_outputs)"
             )
         if domain is not None:
-            outside = ~np.asarray(domain.contains(np.asarray(x)))
-            if outside.any():
-                i = int(np.argmax(outside))
-                raise ValueError(
-                    f"observations (points): {int(outside.sum())} of {x.shape[0]} points lie "
-                    f"outside the domain (e.g. index {i}: {np.asarray(x)[i].tolist()}); an "
-                    "observation constrains the solution only where the PDE holds"
-                )
+            check_inside(
+                domain,
+                x,
+                "observations (points)",
+                "an observation constrains the solution only where the PDE holds",
+            )
         self.observed = obs.columns(self.loss.outputs)
         return x, u.reshape(x.shape[0], -1)
 
